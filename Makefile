@@ -1,0 +1,42 @@
+# fairway's everyday commands. Needs only Go (and make); tools are fetched
+# through the Go module proxy on first use.
+
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+# The race detector needs cgo, that is a C compiler; Go turns cgo off where
+# there is none, and then the tests run without -race rather than fail.
+RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race,)
+
+.PHONY: all build run test check bench interop clean
+
+all: build
+
+build:
+	$(GO) build -o bin/fairway ./cmd/fairway
+
+run: build
+	./bin/fairway serve
+
+test:
+ifeq ($(RACE),)
+	@echo "note: cgo is off (no C compiler?), so tests run without -race"
+endif
+	$(GO) test $(RACE) -timeout 15m ./...
+
+check:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . ./...
+
+# Interop tests drive the built binary with outside clients (swaks, curl,
+# python's smtplib/imaplib, dkimpy); none exist yet.
+interop:
+	@echo "no interop tests yet"
+
+clean:
+	rm -rf bin

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the daemon's configuration, read from a TOML file by loadConfig.
+// The comment on each field documents its key; a key not listed here is an
+// error. A key that is absent keeps its default (see defaultConfig); for a
+// listener, an explicit "" disables it. fairway.example.toml beside this file
+// shows every key and is checked against this struct by the tests.
+type Config struct {
+	// Hostname is the server's own name: the SMTP banner and EHLO name, and
+	// the reporting MTA in DSNs. Default: the operating system's host name,
+	// or "localhost" if that is not a valid domain name.
+	Hostname string `toml:"hostname"`
+
+	// DataDir holds everything fairway stores: the queue in <data_dir>/queue,
+	// the mail in <data_dir>/mail, the admin socket and the generated
+	// certificate. A relative path is relative to the working directory. It
+	// is created with mode 0700 if missing. Default "./data".
+	DataDir string `toml:"data_dir"`
+
+	// Listen is the [listen] table: the address of each server.
+	Listen ListenConfig `toml:"listen"`
+
+	// TLS is the [tls] table: the certificate for all TLS listeners.
+	TLS TLSConfig `toml:"tls"`
+
+	// DNS is the [dns] table: how MX, TXT and address lookups are made.
+	DNS DNSConfig `toml:"dns"`
+
+	// Routes are the [[route]] entries: static next hops for outbound mail,
+	// checked before any MX lookup (like Postfix's transport_maps). Default:
+	// none.
+	Routes []RouteConfig `toml:"route"`
+
+	// Pools are the [[pool]] entries: named sets of outbound source IPs that
+	// tenants are assigned to. Default: none (the system picks the source).
+	Pools []PoolConfig `toml:"pool"`
+}
+
+// ListenConfig holds one "host:port" per listener. The host is an IP
+// address, a name, or empty for every address; port 0 picks a free port.
+// An explicit "" disables the listener.
+type ListenConfig struct {
+	// MX is the inbound MX server (port 25 in production). Default
+	// "127.0.0.1:2525".
+	MX string `toml:"mx"`
+
+	// Submission is message submission with STARTTLS, AUTH required (587 in
+	// production). Default "127.0.0.1:5870".
+	Submission string `toml:"submission"`
+
+	// Submissions is message submission over implicit TLS, AUTH required
+	// (465 in production). Default "127.0.0.1:4650".
+	Submissions string `toml:"submissions"`
+
+	// IMAP is IMAP with STARTTLS (143 in production). Default
+	// "127.0.0.1:1430".
+	IMAP string `toml:"imap"`
+
+	// IMAPS is IMAP over implicit TLS (993 in production). Default
+	// "127.0.0.1:9930".
+	IMAPS string `toml:"imaps"`
+
+	// Admin is the HTTP admin API and Prometheus /metrics. Default
+	// "127.0.0.1:8025".
+	Admin string `toml:"admin"`
+}
+
+// TLSConfig names the certificate served on every TLS listener.
+type TLSConfig struct {
+	// Cert is the path of the PEM certificate chain. Set together with Key;
+	// both empty (the default) means a self-signed certificate generated in
+	// data_dir.
+	Cert string `toml:"cert"`
+
+	// Key is the path of the PEM private key for Cert.
+	Key string `toml:"key"`
+}
+
+// DNSConfig chooses the DNS resolver.
+type DNSConfig struct {
+	// Resolver is the "ip:port" of a DNS server to ask. Default "": the
+	// system resolver.
+	Resolver string `toml:"resolver"`
+}
+
+// RouteConfig is one static next hop.
+type RouteConfig struct {
+	// Domain is the recipient domain the route applies to: "*" for every
+	// domain, "example.com" for that domain only, ".example.com" for its
+	// subdomains (not example.com itself). Matched case-insensitively.
+	Domain string `toml:"domain"`
+
+	// To is the "host:port" mail for Domain is delivered to instead of the
+	// domain's MX.
+	To string `toml:"to"`
+}
+
+// PoolConfig is one named outbound IP pool.
+type PoolConfig struct {
+	// Name identifies the pool in tenant policy and reputation tiers; unique
+	// and non-empty.
+	Name string `toml:"name"`
+
+	// Sources are the pool's source addresses, at least one.
+	Sources []SourceConfig `toml:"sources"`
+}
+
+// SourceConfig is one outbound source address of a pool.
+type SourceConfig struct {
+	// IP is the local address bound when dialing a remote MX; it must be
+	// configured on this host.
+	IP string `toml:"ip"`
+
+	// EHLO is the name announced when sending from IP; it should match the
+	// IP's reverse DNS. Default "": hostname.
+	EHLO string `toml:"ehlo"`
+}
+
+// defaultConfig returns the configuration used when no file is given, and
+// the values a file's absent keys keep.
+func defaultConfig() Config {
+	return Config{
+		Hostname: defaultHostname(),
+		DataDir:  "./data",
+		Listen: ListenConfig{
+			MX:          "127.0.0.1:2525",
+			Submission:  "127.0.0.1:5870",
+			Submissions: "127.0.0.1:4650",
+			IMAP:        "127.0.0.1:1430",
+			IMAPS:       "127.0.0.1:9930",
+			Admin:       "127.0.0.1:8025",
+		},
+	}
+}
+
+// defaultHostname is the operating system's host name when it is usable as a
+// domain name, else "localhost".
+func defaultHostname() string {
+	name, err := os.Hostname()
+	if err != nil || !validDomain(name) {
+		return "localhost"
+	}
+	return name
+}
+
+// loadConfig reads and validates the config file at path; an empty path
+// means the defaults.
+func loadConfig(path string) (Config, error) {
+	if path == "" {
+		cfg := defaultConfig()
+		return cfg, cfg.validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return parseConfig(path, data)
+}
+
+// parseConfig decodes data, named name in errors, over the defaults and
+// validates the result. Unknown keys are an error naming each key and its
+// line.
+func parseConfig(name string, data []byte) (Config, error) {
+	cfg := defaultConfig()
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, decodeError(name, err)
+	}
+	for i := range cfg.Routes {
+		cfg.Routes[i].Domain = strings.ToLower(cfg.Routes[i].Domain)
+	}
+	if err := cfg.validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// decodeError rewrites go-toml's errors into "file:line: problem" form.
+func decodeError(name string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		msgs := make([]string, 0, len(strict.Errors))
+		for _, e := range strict.Errors {
+			line, _ := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%s:%d: unknown key %q", name, line, strings.Join(e.Key(), ".")))
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if key := de.Key(); len(key) > 0 {
+			return fmt.Errorf("%s:%d:%d: %s: %s", name, line, col, strings.Join(key, "."), msg)
+		}
+		return fmt.Errorf("%s:%d:%d: %s", name, line, col, msg)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// validate reports every problem in c, each naming its key, in one error.
+func (c *Config) validate() error {
+	var problems []string
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, key+": "+fmt.Sprintf(format, args...))
+	}
+
+	if !validDomain(c.Hostname) {
+		bad("hostname", "%q is not a valid domain name", c.Hostname)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+
+	for _, l := range []struct{ key, addr string }{
+		{"listen.mx", c.Listen.MX},
+		{"listen.submission", c.Listen.Submission},
+		{"listen.submissions", c.Listen.Submissions},
+		{"listen.imap", c.Listen.IMAP},
+		{"listen.imaps", c.Listen.IMAPS},
+		{"listen.admin", c.Listen.Admin},
+	} {
+		if l.addr == "" {
+			continue // disabled
+		}
+		if err := checkHostPort(l.addr, true, true); err != nil {
+			bad(l.key, "%q: %v", l.addr, err)
+		}
+	}
+
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key must be set together (cert %q, key %q)", c.TLS.Cert, c.TLS.Key)
+	}
+
+	if c.DNS.Resolver != "" {
+		if err := checkHostPort(c.DNS.Resolver, false, false); err != nil {
+			bad("dns.resolver", "%q: %v", c.DNS.Resolver, err)
+		} else if host, _, _ := net.SplitHostPort(c.DNS.Resolver); !isIP(host) {
+			bad("dns.resolver", "%q: host must be an IP address", c.DNS.Resolver)
+		}
+	}
+
+	routeAt := make(map[string]int)
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("route[%d]", i)
+		if !validRouteDomain(r.Domain) {
+			bad(key+".domain", "%q: want \"*\", a domain like \"example.com\", or \".example.com\" for its subdomains", r.Domain)
+		} else if j, dup := routeAt[r.Domain]; dup {
+			bad(key+".domain", "%q is already routed by route[%d]", r.Domain, j)
+		} else {
+			routeAt[r.Domain] = i
+		}
+		if r.To == "" {
+			bad(key+".to", "must be set to the next hop's host:port")
+		} else if err := checkHostPort(r.To, false, false); err != nil {
+			bad(key+".to", "%q: %v", r.To, err)
+		}
+	}
+
+	poolAt := make(map[string]int)
+	for i, p := range c.Pools {
+		key := fmt.Sprintf("pool[%d]", i)
+		if p.Name == "" {
+			bad(key+".name", "must not be empty")
+		} else if j, dup := poolAt[p.Name]; dup {
+			bad(key+".name", "%q is already the name of pool[%d]", p.Name, j)
+		} else {
+			poolAt[p.Name] = i
+		}
+		if len(p.Sources) == 0 {
+			bad(key+".sources", "needs at least one source")
+		}
+		ipAt := make(map[netip.Addr]int)
+		for k, s := range p.Sources {
+			skey := fmt.Sprintf("%s.sources[%d]", key, k)
+			ip, err := netip.ParseAddr(s.IP)
+			switch {
+			case err != nil:
+				bad(skey+".ip", "%q is not an IP address", s.IP)
+			case ip.Zone() != "":
+				bad(skey+".ip", "%q: zones are not supported", s.IP)
+			default:
+				if j, dup := ipAt[ip]; dup {
+					bad(skey+".ip", "%s is already sources[%d] of this pool", ip, j)
+				}
+				ipAt[ip] = k
+			}
+			if s.EHLO != "" && !validDomain(s.EHLO) {
+				bad(skey+".ehlo", "%q is not a valid domain name", s.EHLO)
+			}
+		}
+	}
+
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkHostPort checks that addr is "host:port" with a numeric port and a
+// host that is an IP address or a domain name. A listen address may leave
+// the host empty (every address) and use port 0 (any free port).
+func checkHostPort(addr string, emptyHostOK, portZeroOK bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("not host:port (%s)", ae.Err)
+		}
+		return errors.New("not host:port")
+	}
+	switch {
+	case host == "" && !emptyHostOK:
+		return errors.New("host is missing")
+	case host != "" && !isIP(host) && !validDomain(host):
+		return fmt.Errorf("host %q is neither an IP address nor a domain name", host)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if n == 0 && !portZeroOK {
+		return errors.New("port must not be 0")
+	}
+	return nil
+}
+
+// isIP reports whether s is an IP address literal.
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// validRouteDomain reports whether s is a route's domain: "*", a domain, or
+// a domain with a leading dot.
+func validRouteDomain(s string) bool {
+	return s == "*" || validDomain(strings.TrimPrefix(s, "."))
+}
+
+// validDomain reports whether s is a syntactically valid domain name (letters,
+// digits and hyphens in dot-separated labels of at most 63 characters, at
+// most 253 in all, no trailing dot). A single label, like "localhost", is
+// allowed.
+func validDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
