@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Defaults for Options fields left zero.
 const (
 	DefaultMaxAge          = 5 * 24 * time.Hour
 	DefaultLaneConcurrency = 16
+	DefaultCacheSize       = 128 << 20
 	// MaxDestinations is the most destination domains one message may have.
 	MaxDestinations = 1000
 )
@@ -63,6 +65,8 @@ type Options struct {
 	// Bounce receives permanent failures and expiries. If nil they are logged
 	// and dropped.
 	Bounce BounceFunc
+	// CacheSize is Pebble's block cache in bytes. Default 128 MB.
+	CacheSize int64
 	// Random returns uniform numbers in [0, 1) for retry jitter. Default
 	// math/rand/v2.
 	Random func() float64
@@ -121,6 +125,9 @@ func Open(dir string, opts Options) (*Queue, error) {
 	if opts.LaneConcurrency <= 0 {
 		opts.LaneConcurrency = DefaultLaneConcurrency
 	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
 	if opts.Random == nil {
 		opts.Random = rand.Float64
 	}
@@ -128,14 +135,23 @@ func Open(dir string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("fairq: create %s: %w", dir, err)
 	}
 	log := opts.Logger.With("component", "fairq")
-	db, err := pebble.Open(dir, &pebble.Options{
+	popts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		// Bodies are short-lived: a large memtable lets most of them be
 		// deleted before they are ever flushed to an sstable.
-		MemTableSize:                64 << 20,
+		MemTableSize: 64 << 20,
+		// Delivery records are read at every dispatch; the default 8 MB
+		// block cache misses on index blocks of a large queue.
+		CacheSize:                   opts.CacheSize,
 		MemTableStopWritesThreshold: 4,
 		Logger:                      pebbleLogger{log},
-	})
+	}
+	// Every dispatch reads one delivery record by key: bloom filters let
+	// those point reads skip the sstables that do not hold it.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("fairq: open pebble in %s: %w", dir, err)
 	}
@@ -471,8 +487,10 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (MsgID, error) {
 	}
 	q.mu.Unlock()
 	q.kick()
-	q.log.Info("queued", "tenant", m.Tenant, "msgid", id.String(), "from", m.From,
-		"recipients", len(m.Recipients), "destinations", len(domains), "size", len(m.Body))
+	if q.log.Enabled(ctx, slog.LevelInfo) {
+		q.log.Info("queued", "tenant", m.Tenant, "msgid", id.String(), "from", m.From,
+			"recipients", len(m.Recipients), "destinations", len(domains), "size", len(m.Body))
+	}
 	return id, nil
 }
 
@@ -617,7 +635,12 @@ func (q *Queue) load(d *delivery, ln *lane, now time.Time) (*Lease, error) {
 	rec.Attempts++
 	rec.NextAttempt = now.Add(RetryDelay(rec.Attempts, q.random()))
 	if err := db.Set(key, rec.encode(nil), pebble.NoSync); err != nil {
-		q.log.Error("recording attempt failed", "tenant", rec.Tenant, "msgid", d.msg.String(), "err", err)
+		// Without the mark a crash could retry at once; do not dial.
+		q.mu.Lock()
+		q.s.release(d, ln, now.UnixNano())
+		q.s.addDeferred(d, now.Add(RetryBase).UnixNano())
+		q.mu.Unlock()
+		return nil, fmt.Errorf("fairq: record attempt of %s: %w", d.msg, err)
 	}
 	return &Lease{ID: d.msg, Index: d.idx, Record: rec, Pool: ln.key.pool, Site: ln.key.site, d: d, lane: ln}, nil
 }
@@ -684,14 +707,10 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, results []RecipientResul
 	}
 	now := q.clock.Now()
 	rec := l.Record
-	byRcpt := make(map[string]RecipientResult, len(results))
-	for _, r := range results {
-		byRcpt[r.Recipient] = r
-	}
 	var failed, retry []RecipientResult
 	delivered := 0
-	for _, rc := range rec.Recipients {
-		r, ok := byRcpt[rc]
+	for i, rc := range rec.Recipients {
+		r, ok := resultFor(results, i, rc)
 		if !ok {
 			r = RecipientResult{Recipient: rc, Status: Temporary, Detail: "no result reported"}
 		}
@@ -720,11 +739,17 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, results []RecipientResul
 			retry = nil
 		}
 	}
-	logAttrs := []any{"tenant", rec.Tenant, "msgid", l.ID.String(), "domain", rec.Domain, "attempt", rec.Attempts}
+	logEvent := func(msg string, attrs ...any) {
+		if q.log.Enabled(ctx, slog.LevelInfo) {
+			q.log.Info(msg, append([]any{"tenant", rec.Tenant, "msgid", l.ID.String(), "domain", rec.Domain,
+				"attempt", rec.Attempts}, attrs...)...)
+		}
+	}
 	if len(failed) > 0 {
 		if err := q.bounce(ctx, l, failed, expired); err != nil {
 			// Keep them queued; the bounce is retried with the next attempt.
-			q.log.Error("bounce failed, keeping recipients queued", append(logAttrs, "err", err)...)
+			q.log.Error("bounce failed, keeping recipients queued", "tenant", rec.Tenant,
+				"msgid", l.ID.String(), "domain", rec.Domain, "err", err)
 			retry = append(retry, failed...)
 			failed = nil
 			if next.IsZero() {
@@ -757,8 +782,8 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, results []RecipientResul
 		q.s.addDeferred(l.d, next.UnixNano())
 		q.mu.Unlock()
 		q.kick()
-		q.log.Info("deferred", append(logAttrs, "delivered", delivered, "bounced", len(failed),
-			"deferred", len(retry), "next", next, "reason", rec.LastError)...)
+		logEvent("deferred", "delivered", delivered, "bounced", len(failed),
+			"deferred", len(retry), "next", next, "reason", rec.LastError)
 		if err != nil {
 			return fmt.Errorf("fairq: defer %s: %w", l.ID, err)
 		}
@@ -776,11 +801,25 @@ func (q *Queue) Complete(ctx context.Context, l *Lease, results []RecipientResul
 	}
 	err := b.Commit(pebble.NoSync)
 	b.Close()
-	q.log.Info("done", append(logAttrs, "delivered", delivered, "bounced", len(failed))...)
+	logEvent("done", "delivered", delivered, "bounced", len(failed))
 	if err != nil {
 		return fmt.Errorf("fairq: remove %s: %w", l.ID, err)
 	}
 	return nil
+}
+
+// resultFor finds recipient rc (the i-th) in results: at index i when the
+// worker reported in recipient order, else by search.
+func resultFor(results []RecipientResult, i int, rc string) (RecipientResult, bool) {
+	if i < len(results) && results[i].Recipient == rc {
+		return results[i], true
+	}
+	for _, r := range results {
+		if r.Recipient == rc {
+			return r, true
+		}
+	}
+	return RecipientResult{}, false
 }
 
 func (q *Queue) bounce(ctx context.Context, l *Lease, failed []RecipientResult, expired bool) error {

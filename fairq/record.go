@@ -12,7 +12,15 @@ import (
 type MsgID uint64
 
 // String is the 16-digit hex form used in logs and the admin CLI.
-func (id MsgID) String() string { return fmt.Sprintf("%016x", uint64(id)) }
+func (id MsgID) String() string {
+	const digits = "0123456789abcdef"
+	var b [16]byte
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[id&0xf]
+		id >>= 4
+	}
+	return string(b[:])
+}
 
 // ParseMsgID reads the form String writes.
 func ParseMsgID(s string) (MsgID, error) {

@@ -124,6 +124,31 @@ func (dq *destQueue) pop() *delivery {
 	return d
 }
 
+// unlinkReady takes a due delivery out of its queue's FIFO; prev is the one
+// before it, nil if it is the head.
+func (s *sched) unlinkReady(d, prev *delivery) {
+	dq := d.dq
+	if prev == nil {
+		dq.head = d.next
+	} else {
+		prev.next = d.next
+	}
+	if dq.tail == d {
+		dq.tail = prev
+	}
+	d.next = nil
+	dq.nready--
+	dq.tenant.ready--
+	if dq.nready == 0 {
+		switch dq.state {
+		case dqActive:
+			s.ringRemove(dq)
+		case dqParked:
+			s.unparkOne(dq)
+		}
+	}
+}
+
 // ---- scheduler operations (Queue.mu held) ----
 
 type sched struct {
