@@ -24,6 +24,9 @@ const (
 	DefaultCacheSize       = 128 << 20
 	// MaxDestinations is the most destination domains one message may have.
 	MaxDestinations = 1000
+	// MaxBodySize is the largest body the queue stores. The relay's own
+	// size limit (default 25 MB) is lower; this guards the store itself.
+	MaxBodySize = 64 << 20
 )
 
 // Errors callers map to replies.
@@ -434,6 +437,9 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (MsgID, error) {
 	}
 	if len(m.Recipients) == 0 {
 		return 0, fmt.Errorf("%w: no recipients", ErrInvalidMessage)
+	}
+	if len(m.Body) > MaxBodySize {
+		return 0, fmt.Errorf("%w: body of %d bytes, at most %d", ErrInvalidMessage, len(m.Body), MaxBodySize)
 	}
 	domains, byDomain, err := groupByDomain(m.Recipients)
 	if err != nil {

@@ -219,6 +219,7 @@ func TestEnqueueRefusesBadInput(t *testing.T) {
 		"empty domain":  {Tenant: "t", Recipients: []string{"a@"}},
 		"empty local":   {Tenant: "t", Recipients: []string{"@b.example"}},
 		"too many":      {Tenant: "t", Recipients: manyDomains},
+		"too large":     {Tenant: "t", Recipients: []string{"a@b.example"}, Body: make([]byte, MaxBodySize+1)},
 	} {
 		if _, err := q.Enqueue(ctx, m); !errors.Is(err, ErrInvalidMessage) {
 			t.Errorf("%s: err = %v, want ErrInvalidMessage", name, err)
