@@ -163,7 +163,7 @@ func (d *Directory) update(fn func(tx *txn) error) error {
 
 // load reads every object into memory.
 func (d *Directory) load() error {
-	iter, err := d.db.NewIter(&pebble.IterOptions{UpperBound: []byte(pfxDKIM)})
+	iter, err := d.db.NewIter(nil)
 	if err != nil {
 		return fmt.Errorf("directory: load: %w", err)
 	}
@@ -192,6 +192,10 @@ func (d *Directory) load() error {
 			if err = json.Unmarshal(v, &a); err == nil {
 				d.st.aliases[a.Address] = &a
 			}
+		case hasPrefix(k, pfxDKIM), hasPrefix(k, pfxToken):
+			// read by loadDKIM and on demand
+		default:
+			d.log.Warn("unknown directory key ignored", "key", k)
 		}
 		if err != nil {
 			// A record we cannot read is reported, not guessed at: refusing to

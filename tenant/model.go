@@ -173,10 +173,11 @@ func NormalizeAddress(s string) (string, error) {
 		return "", fmt.Errorf("%w: address %q: bad local part", ErrInvalid, s)
 	}
 	for _, c := range local {
-		// Dot-atom text only (RFC 5322 §3.2.3); quoted local parts are not
-		// accepted as identities.
+		// Dot-atom text only (RFC 5322 §3.2.3), less '%' and '!', the old
+		// source-routing characters of relay tricks; quoted local parts are
+		// not accepted as identities.
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", c)) {
+			strings.ContainsRune("#$&'*+-/=?^_`{|}~.", c)) {
 			return "", fmt.Errorf("%w: address %q: character %q not allowed in a local part", ErrInvalid, s, c)
 		}
 	}
