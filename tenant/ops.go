@@ -233,16 +233,22 @@ func (d *Directory) stageRemoveDomains(tx *txn, names map[string]bool) error {
 	return nil
 }
 
+// credential normalizes an address and hashes an acceptable password for
+// it. Hashing happens before the write lock is taken.
+func credential(address, password string) (addr, hash string, err error) {
+	if addr, err = NormalizeAddress(address); err != nil {
+		return "", "", err
+	}
+	if err = checkPassword(addr, password); err != nil {
+		return "", "", err
+	}
+	hash, err = hashPassword(password)
+	return addr, hash, err
+}
+
 // AddMailbox creates a user with a password.
 func (d *Directory) AddMailbox(address, password string) error {
-	addr, err := NormalizeAddress(address)
-	if err != nil {
-		return err
-	}
-	if err := checkPassword(addr, password); err != nil {
-		return err
-	}
-	hash, err := hashPassword(password)
+	addr, hash, err := credential(address, password)
 	if err != nil {
 		return err
 	}
@@ -271,14 +277,7 @@ func (d *Directory) stageAddMailbox(tx *txn, addr, hash string) error {
 
 // SetPassword replaces a mailbox's password.
 func (d *Directory) SetPassword(address, password string) error {
-	addr, err := NormalizeAddress(address)
-	if err != nil {
-		return err
-	}
-	if err := checkPassword(addr, password); err != nil {
-		return err
-	}
-	hash, err := hashPassword(password)
+	addr, hash, err := credential(address, password)
 	if err != nil {
 		return err
 	}
