@@ -99,6 +99,7 @@ func Open(dataDir string, opts Options) (*Directory, error) {
 
 // Close closes the store.
 func (d *Directory) Close() error {
+	d.closeDKIM() // stop background key generation before the store goes
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
 	if err := d.db.Close(); err != nil {

@@ -252,15 +252,14 @@ func (e *dkimEnv) keyFileExists(domain, selector string) bool {
 // transaction, as AddDomain does.
 func addTestDomain(t *testing.T, d *Directory, name string, deferRSA bool) {
 	t.Helper()
-	err := d.update(func(tx *txn) error {
-		dom := &Domain{Name: name, Tenant: "t", Created: d.clock.Now()}
-		if err := tx.set(pfxDomain+name, dom); err != nil {
-			return err
+	if _, ok := d.TenantPolicy("t"); !ok {
+		if err := d.AddTenant("t", Policy{}); err != nil {
+			t.Fatal(err)
 		}
-		tx.afterCommit(func(st *state) { st.domains[name] = dom })
-		return d.dkimAddDomain(tx, name, deferRSA)
-	})
-	if err != nil {
+	}
+	// AddDomain's own staging, with the import path's deferred RSA key when
+	// asked for.
+	if err := d.update(func(tx *txn) error { return d.stageAddDomain(tx, name, "t", deferRSA) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -269,15 +268,7 @@ func addTestDomain(t *testing.T, d *Directory, name string, deferRSA bool) {
 // RemoveDomain does.
 func removeTestDomain(t *testing.T, d *Directory, name string) {
 	t.Helper()
-	err := d.update(func(tx *txn) error {
-		if err := tx.del(pfxDomain + name); err != nil {
-			return err
-		}
-		d.dkimRemoveDomain(tx, name)
-		tx.afterCommit(func(st *state) { delete(st.domains, name) })
-		return nil
-	})
-	if err != nil {
+	if err := d.RemoveDomain(name); err != nil {
 		t.Fatal(err)
 	}
 }
