@@ -2,24 +2,36 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"fairway/cmd/fairway/adminapi"
 	"fairway/fairq"
+	"fairway/tenant"
 )
+
+// dkimTickInterval is how often serve advances DKIM key rotation.
+const dkimTickInterval = time.Minute
+
+// adminShutdownTimeout bounds how long admin requests in progress may run
+// on once shutdown starts.
+const adminShutdownTimeout = 10 * time.Second
 
 func newServeCmd(configPath *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Run the mail server until SIGINT or SIGTERM",
-		Args:  cobra.NoArgs,
+		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Catch signals first, so one that arrives during startup still
 			// shuts down cleanly.
@@ -34,9 +46,26 @@ func newServeCmd(configPath *string) *cobra.Command {
 	}
 }
 
+// closers runs the shutdown steps of what serve opened, in reverse order of
+// opening.
+type closers []func() error
+
+func (c *closers) add(f func() error) { *c = append(*c, f) }
+
+func (c closers) close() error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i]())
+	}
+	return errors.Join(errs...)
+}
+
 // serve runs the daemon on cfg until ctx is done, then calls stopSignals (so
 // a second signal kills the process the default way) and shuts down.
-func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer) error {
+//
+// Startup order: data_dir, queue, directory, queue policy synced from the
+// directory, admin API, DKIM ticker. Shutdown is the reverse.
+func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -48,6 +77,13 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		log.Warn("data_dir is accessible to other users", "data_dir", cfg.DataDir, "mode", fi.Mode().Perm())
 	}
 
+	var open closers
+	defer func() {
+		if err != nil { // startup failed: close what was opened
+			err = errors.Join(err, open.close())
+		}
+	}()
+
 	queueDir := filepath.Join(cfg.DataDir, "queue")
 	if err := os.MkdirAll(queueDir, 0o700); err != nil {
 		return fmt.Errorf("queue: %w", err)
@@ -56,6 +92,47 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	if err != nil {
 		return fmt.Errorf("opening queue %s: %w", queueDir, err)
 	}
+	open.add(func() error {
+		if err := queue.Close(); err != nil {
+			return fmt.Errorf("closing queue: %w", err)
+		}
+		return nil
+	})
+
+	dir, err := tenant.Open(cfg.DataDir, tenant.Options{Logger: log, Resolver: tenant.NewDNSResolver(cfg.DNS.Resolver)})
+	if err != nil {
+		return fmt.Errorf("opening directory: %w", err)
+	}
+	open.add(func() error {
+		if err := dir.Close(); err != nil {
+			return fmt.Errorf("closing directory: %w", err)
+		}
+		return nil
+	})
+
+	if err := adminapi.SyncQueue(dir, queue); err != nil {
+		return fmt.Errorf("applying tenant policy to the queue: %w", err)
+	}
+
+	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
+		Records: recordParams(cfg), Logger: log})
+	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
+	if err != nil {
+		return err
+	}
+	open.add(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), adminShutdownTimeout)
+		defer cancel()
+		return admin.Shutdown(ctx)
+	})
+
+	tickCtx, stopTicks := context.WithCancel(context.Background())
+	ticks := make(chan struct{})
+	go func() {
+		defer close(ticks)
+		runDKIMTicks(tickCtx, dir, log, dkimTickInterval)
+	}()
+	open.add(func() error { stopTicks(); <-ticks; return nil })
 
 	log.Info("fairway started", "version", version(), "hostname", cfg.Hostname,
 		"data_dir", cfg.DataDir, "pid", os.Getpid())
@@ -64,9 +141,43 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	stopSignals()
 	log.Info("shutting down", "cause", context.Cause(ctx))
 
-	if err := queue.Close(); err != nil {
-		return fmt.Errorf("closing queue: %w", err)
+	closeErr := open.close()
+	open = nil // closed; the deferred cleanup has nothing left to do
+	if closeErr != nil {
+		return closeErr
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// dkimTicker advances DKIM key rotation (*tenant.Directory).
+type dkimTicker interface {
+	TickDKIM(ctx context.Context) error
+}
+
+// runDKIMTicks calls TickDKIM now and then every interval until ctx is done.
+func runDKIMTicks(ctx context.Context, d dkimTicker, log *slog.Logger, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		tickDKIM(ctx, d, log)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// tickDKIM runs one tick; a panic is logged, not fatal: the next tick tries
+// again.
+func tickDKIM(ctx context.Context, d dkimTicker, log *slog.Logger) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("dkim tick panicked", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	if err := d.TickDKIM(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("dkim tick had errors", "err", err)
+	}
 }

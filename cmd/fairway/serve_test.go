@@ -104,6 +104,8 @@ admin       = "127.0.0.1:0"
 		}
 	})
 
+	t.Run("admin CLI", func(t *testing.T) { testAdminCLI(t, bin) })
+
 	t.Run("unknown key exits 1 naming it", func(t *testing.T) {
 		dir := t.TempDir()
 		configPath := filepath.Join(dir, "fairway.toml")
