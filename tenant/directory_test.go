@@ -483,3 +483,39 @@ func TestAdminTokens(t *testing.T) {
 		t.Fatalf("revoke twice: %v", err)
 	}
 }
+
+type failingReader struct{ n int }
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.n > 0 {
+		r.n--
+		return copy(p, "acme,acme.example\n"), nil
+	}
+	return 0, errors.New("disk on fire")
+}
+
+type endlessReader struct{}
+
+func (endlessReader) Read(p []byte) (int, error) {
+	line := "acme," + strings.Repeat("x", 60) + ".example\n"
+	n := 0
+	for n+len(line) <= len(p) {
+		n += copy(p[n:], line)
+	}
+	return n, nil
+}
+
+func TestImportReadFailures(t *testing.T) {
+	d := openTestDir(t)
+	_, err := d.Import(&failingReader{n: 3})
+	var ie *ImportError
+	if !errors.As(err, &ie) || len(ie.Lines) != 1 || !strings.Contains(ie.Error(), "disk on fire") {
+		t.Fatalf("Import of a failing reader = %v", err)
+	}
+	if _, err := d.Import(endlessReader{}); err == nil || !strings.Contains(err.Error(), "lines") && !strings.Contains(err.Error(), "larger") {
+		t.Fatalf("Import of an endless reader = %v", err)
+	}
+	if len(d.Domains("")) != 0 {
+		t.Fatal("failed imports wrote something")
+	}
+}

@@ -161,13 +161,11 @@ func parseImport(r io.Reader) ([]importRow, []LineError) {
 		}
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				bad(pe.Line, "%v", pe.Err)
-				if pe.Err != csv.ErrFieldCount {
-					continue
-				}
+			if !errors.As(err, &pe) {
+				bad(line, "reading: %v", err) // the reader failed: nothing more to read
+				break
 			}
-			bad(line, "%v", err)
+			bad(pe.Line, "%v", pe.Err)
 			continue
 		}
 		for i := range rec {

@@ -384,6 +384,11 @@ func (a *API) removeTenant(r *http.Request) (int, any, error) {
 	if err := a.dir.RemoveTenant(name); err != nil {
 		return 0, nil, err
 	}
+	// Mail the tenant's users had queued was accepted with a 250: it is
+	// delivered (or bounced) as usual, never held for good or dropped.
+	if err := a.queue.Release(name); err != nil {
+		return 0, nil, withTenant(name, fmt.Errorf("releasing queued mail of removed tenant: %w", err))
+	}
 	return http.StatusOK, Removed{Removed: name}, nil
 }
 

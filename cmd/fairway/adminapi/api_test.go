@@ -317,6 +317,14 @@ func TestTenantPolicyReachesQueue(t *testing.T) {
 		t.Fatalf("after resume: %+v, want the message ready", ts)
 	}
 	mustStatus(t, do(t, h, "POST", "/v1/tenants/ghost/suspend", nil), http.StatusNotFound)
+
+	// Removing a suspended tenant releases its accepted mail rather than
+	// holding it for good.
+	mustStatus(t, do(t, h, "POST", "/v1/tenants/acme/suspend", nil), http.StatusOK)
+	mustStatus(t, do(t, h, "DELETE", "/v1/tenants/acme", nil), http.StatusOK)
+	if ts := queueTenant(t, f.queue, "acme"); ts.Held != 0 || ts.Ready != 1 {
+		t.Fatalf("after removal: %+v, want the message released", ts)
+	}
 }
 
 func TestSyncQueue(t *testing.T) {
