@@ -90,7 +90,7 @@ func (d *Directory) DNSRecords(domain string, p RecordParams) ([]DNSRecord, erro
 	}
 	host, err := NormalizeDomain(p.Hostname)
 	if err != nil {
-		return nil, fmt.Errorf("dns records: hostname: %w", err)
+		return nil, fmt.Errorf("dns records: the server hostname %q cannot be the MX target (set hostname in the config to this server's fully qualified name): %w", p.Hostname, err)
 	}
 	report := ""
 	if p.ReportAddress != "" {
