@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,8 @@ type testDNS struct {
 	mu   sync.Mutex
 	txt  map[string][]string // name → TXT records, each served as 255-byte strings
 	mx   map[string][]*net.MX
-	fail map[string]bool // answer SERVFAIL
+	ips  map[string][]netip.Addr // A and AAAA
+	fail map[string]bool         // answer SERVFAIL
 }
 
 func startTestDNS(t *testing.T) *testDNS {
@@ -33,7 +35,7 @@ func startTestDNS(t *testing.T) *testDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testDNS{addr: pc.LocalAddr().String(), txt: map[string][]string{}, mx: map[string][]*net.MX{}, fail: map[string]bool{}}
+	s := &testDNS{addr: pc.LocalAddr().String(), txt: map[string][]string{}, mx: map[string][]*net.MX{}, ips: map[string][]netip.Addr{}, fail: map[string]bool{}}
 	started := make(chan struct{})
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(started) }}
 	go srv.ActivateAndServe()
@@ -59,6 +61,15 @@ func (s *testDNS) setMX(name string, mxs ...*net.MX) {
 	s.mx[strings.ToLower(dns.Fqdn(name))] = mxs
 }
 
+func (s *testDNS) setIPs(name string, ips ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ip := range ips {
+		k := strings.ToLower(dns.Fqdn(name))
+		s.ips[k] = append(s.ips[k], netip.MustParseAddr(ip))
+	}
+}
+
 func (s *testDNS) setFail(name string, fail bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -74,6 +85,7 @@ func (s *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 	name := strings.ToLower(q.Name)
 	_, hasTXT := s.txt[name]
 	_, hasMX := s.mx[name]
+	_, hasIP := s.ips[name]
 	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 60}
 	switch {
 	case s.fail[name]:
@@ -88,7 +100,18 @@ func (s *testDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
 			hdr.Rrtype = dns.TypeMX
 			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: mx.Pref, Mx: dns.Fqdn(mx.Host)})
 		}
-	case hasTXT || hasMX:
+	case (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA) && hasIP:
+		for _, ip := range s.ips[name] {
+			switch {
+			case ip.Is4() && q.Qtype == dns.TypeA:
+				hdr.Rrtype = dns.TypeA
+				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.AsSlice()})
+			case ip.Is6() && q.Qtype == dns.TypeAAAA:
+				hdr.Rrtype = dns.TypeAAAA
+				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
+			}
+		}
+	case hasTXT || hasMX || hasIP:
 		// the name exists, without records of this type: NOERROR, no data
 	default:
 		m.Rcode = dns.RcodeNameError

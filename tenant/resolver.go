@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -27,9 +28,17 @@ type DNSResolver struct {
 	Timeout time.Duration // per exchange; 0 means 5 s
 }
 
-// NewDNSResolver returns a Resolver that asks server ("host:port"), or the
+// DNS is the client fairway's servers share: the directory's lookups plus
+// address lookups for relay's next hop.
+type DNS interface {
+	Resolver
+	// LookupNetIP returns host's IPv4 and IPv6 addresses (A and AAAA).
+	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// NewDNSResolver returns a DNS client that asks server ("host:port"), or the
 // system's resolver if server is empty. Every lookup is bounded in time.
-func NewDNSResolver(server string) Resolver {
+func NewDNSResolver(server string) DNS {
 	if server == "" {
 		return systemResolver{r: net.DefaultResolver, timeout: defaultDNSTimeout}
 	}
@@ -98,6 +107,39 @@ func (r *DNSResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, err
 	return out, nil
 }
 
+// LookupNetIP returns the A and AAAA addresses of host, IPv4 first. It
+// fails only when neither lookup found an address.
+func (r *DNSResolver) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	var errs []error
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		rrs, err := r.query(ctx, host, qtype)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, rr := range rrs {
+			var ip net.IP
+			switch rr := rr.(type) {
+			case *dns.A:
+				ip = rr.A
+			case *dns.AAAA:
+				ip = rr.AAAA
+			}
+			if a, ok := netip.AddrFromSlice(ip); ok {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	if len(out) == 0 {
+		if len(errs) == 2 && errors.Is(errs[0], ErrDNSNotFound) && errors.Is(errs[1], ErrDNSNotFound) {
+			return nil, fmt.Errorf("dns: no address for %s: %w", host, ErrDNSNotFound)
+		}
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
 // query returns the answer records of type qtype for name.
 func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	qname := dns.Fqdn(name)
@@ -159,6 +201,16 @@ func (s systemResolver) LookupTXT(ctx context.Context, name string) ([]string, e
 	defer cancel()
 	txts, err := s.r.LookupTXT(ctx, name)
 	return txts, systemDNSError("TXT", name, err)
+}
+
+func (s systemResolver) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	addrs, err := s.r.LookupNetIP(ctx, "ip", host)
+	for i := range addrs {
+		addrs[i] = addrs[i].Unmap()
+	}
+	return addrs, systemDNSError("A/AAAA", host, err)
 }
 
 func (s systemResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {

@@ -36,6 +36,17 @@ func TestDNSResolver(t *testing.T) {
 	if _, err := r.LookupTXT(ctx, "mxonly.example"); !errors.Is(err, ErrDNSNotFound) {
 		t.Errorf("no data: %v, want ErrDNSNotFound", err)
 	}
+	s.setIPs("host.example", "192.0.2.1", "2001:db8::1")
+	s.setIPs("v4only.example", "192.0.2.2")
+	if ips, err := r.LookupNetIP(ctx, "host.example"); err != nil || len(ips) != 2 || ips[0].String() != "192.0.2.1" || ips[1].String() != "2001:db8::1" {
+		t.Errorf("A/AAAA: %v %v", ips, err)
+	}
+	if ips, err := r.LookupNetIP(ctx, "v4only.example"); err != nil || len(ips) != 1 {
+		t.Errorf("A only: %v %v", ips, err)
+	}
+	if _, err := r.LookupNetIP(ctx, "nowhere.example"); !errors.Is(err, ErrDNSNotFound) {
+		t.Errorf("A/AAAA NXDOMAIN: %v, want ErrDNSNotFound", err)
+	}
 	_, err = r.LookupTXT(ctx, "broken.example")
 	if err == nil || errors.Is(err, ErrDNSNotFound) || !strings.Contains(err.Error(), "SERVFAIL") {
 		t.Errorf("SERVFAIL: %v, want a failure that is not ErrDNSNotFound", err)

@@ -1,0 +1,53 @@
+package relay
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"fairway/fairq"
+	"fairway/tenant"
+)
+
+// The small interfaces relay consumes; cmd wires the implementations
+// (tenant.Directory, fairq.Queue, tenant.NewDNSResolver).
+
+// Directory is what relay asks the tenant directory, on every command.
+type Directory interface {
+	Authenticate(address, password string) (tenant.Identity, error)
+	MaySendAs(user tenant.Identity, sender string) bool
+	NetworkTenant(ip netip.Addr) (string, bool)
+	TenantPolicy(tenant string) (tenant.Policy, bool)
+	DomainTenant(domain string) (string, bool)
+	DKIMSigners(domain string) []tenant.DKIMSigner
+}
+
+// Spool is where accepted mail goes: fairq.
+type Spool interface {
+	Enqueue(ctx context.Context, m *fairq.Message) (fairq.MsgID, error)
+}
+
+// DeliveryQueue is what the delivery workers need from fairq.
+type DeliveryQueue interface {
+	Spool
+	Next(ctx context.Context) (*fairq.Lease, error)
+	Complete(ctx context.Context, l *fairq.Lease, results []fairq.RecipientResult) error
+	Body(id fairq.MsgID) ([]byte, error)
+	LaneFailed(pool, site string) time.Time
+	LaneSucceeded(pool, site string)
+	SetSite(domain, site string)
+}
+
+// Resolver is the DNS delivery needs: MX, then A/AAAA.
+type Resolver interface {
+	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
+	LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Clock is relay's source of time (limits, Received and Date headers).
+type Clock interface{ Now() time.Time }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
