@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -294,6 +295,18 @@ func testAdminCLI(t *testing.T, bin string) {
 	}
 	if code := httpGet(t, url, tok.Secret+"x"); code != http.StatusUnauthorized {
 		t.Errorf("GET with a wrong token: %d, want 401", code)
+	}
+
+	// Metrics: Prometheus text on the admin port, per-tenant queue gauges.
+	resp, err := http.Get("http://" + d.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `fairway_queue_depth{state="ready",tenant="acme"} 0`) ||
+		!strings.Contains(string(body), `fairway_queue_tenant_weight{tenant="acme"} 3`) {
+		t.Errorf("GET /metrics: %d\n%.2000s", resp.StatusCode, body)
 	}
 
 	// Queue: the tenants are known to the queue with their weights.

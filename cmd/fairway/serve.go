@@ -114,8 +114,9 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return fmt.Errorf("applying tenant policy to the queue: %w", err)
 	}
 
+	_, metrics := newMetrics(queue)
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
-		Records: recordParams(cfg), Logger: log})
+		Records: recordParams(cfg), Logger: log, Metrics: metrics})
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
 	if err != nil {
 		return err

@@ -143,6 +143,10 @@ type Config struct {
 	// address.
 	Records tenant.RecordParams
 	Logger  *slog.Logger
+	// Metrics, if set, answers GET /metrics (Prometheus text format) on both
+	// listeners. It needs no token: it is read-only, and the admin listener
+	// is on loopback unless the operator moves it.
+	Metrics http.Handler
 }
 
 // API is the admin API. Serve it with SocketHandler on the admin socket and
@@ -155,6 +159,7 @@ type API struct {
 	records tenant.RecordParams
 	log     *slog.Logger
 	mux     *http.ServeMux
+	metrics http.Handler
 }
 
 // New returns the API over c's directory and queue.
@@ -164,8 +169,11 @@ func New(c Config) *API {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &API{dir: c.Directory, tokens: c.Tokens, queue: c.Queue, keys: c.Keys, records: c.Records,
-		log: log.With("component", "adminapi"), mux: http.NewServeMux()}
+		log: log.With("component", "adminapi"), mux: http.NewServeMux(), metrics: c.Metrics}
 	a.routes()
+	if c.Metrics != nil {
+		a.mux.Handle("GET /metrics", c.Metrics)
+	}
 	return a
 }
 
@@ -186,6 +194,10 @@ func (a *API) SocketHandler() http.Handler {
 // valid bearer token.
 func (a *API) TCPHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.metrics != nil && r.URL.Path == "/metrics" {
+			a.metrics.ServeHTTP(w, r)
+			return
+		}
 		secret, ok := bearer(r)
 		if !ok || !a.tokens.VerifyToken(secret) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fairway"`)
