@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -47,7 +48,43 @@ type Config struct {
 	// Pools are the [[pool]] entries: named sets of outbound source IPs that
 	// tenants are assigned to. Default: none (the system picks the source).
 	Pools []PoolConfig `toml:"pool"`
+	// DKIM is the [dkim] table: when keys rotate and how often DNS is
+	// checked for their records.
+	DKIM DKIMConfig `toml:"dkim"`
 }
+
+// DKIMConfig times DKIM key rotation. Durations are Go duration strings
+// ("48h", "90m").
+type DKIMConfig struct {
+	// PublishDelay is how long a new key's TXT record must have been seen in
+	// DNS before the key signs (caches must hold it). Default "48h".
+	PublishDelay Duration `toml:"publish_delay"`
+	// RetireDelay is how long a replaced key stays published, so mail signed
+	// just before the switch still verifies. Default "48h".
+	RetireDelay Duration `toml:"retire_delay"`
+	// RotationInterval is how long a key signs before a rotation starts by
+	// itself. Default "2160h" (90 days).
+	RotationInterval Duration `toml:"rotation_interval"`
+	// CheckInterval is how often DNS is checked for pending keys and
+	// rotation states advance. Default "1m".
+	CheckInterval Duration `toml:"check_interval"`
+}
+
+// Duration is a time.Duration read from a TOML string like "48h".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like \"48h\" or \"90m\")", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration back in Go's form.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
 // ListenConfig holds one "host:port" per listener. The host is an IP
 // address, a name, or empty for every address; port 0 picks a free port.
@@ -143,6 +180,12 @@ func defaultConfig() Config {
 			IMAPS:       "127.0.0.1:9930",
 			Admin:       "127.0.0.1:8025",
 		},
+		DKIM: DKIMConfig{
+			PublishDelay:     Duration(48 * time.Hour),
+			RetireDelay:      Duration(48 * time.Hour),
+			RotationInterval: Duration(90 * 24 * time.Hour),
+			CheckInterval:    Duration(time.Minute),
+		},
 	}
 }
 
@@ -220,6 +263,15 @@ func (c *Config) validate() error {
 
 	if !validDomain(c.Hostname) {
 		bad("hostname", "%q is not a valid domain name", c.Hostname)
+	}
+	for key, d := range map[string]Duration{"dkim.publish_delay": c.DKIM.PublishDelay, "dkim.retire_delay": c.DKIM.RetireDelay,
+		"dkim.rotation_interval": c.DKIM.RotationInterval, "dkim.check_interval": c.DKIM.CheckInterval} {
+		if d <= 0 {
+			bad(key, "must be positive")
+		}
+	}
+	if c.DKIM.CheckInterval > 0 && c.DKIM.CheckInterval < Duration(time.Second) {
+		bad("dkim.check_interval", "at least 1s")
 	}
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")

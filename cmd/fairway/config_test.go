@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -26,6 +27,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 			IMAP:        "127.0.0.1:1430",
 			IMAPS:       "127.0.0.1:9930",
 			Admin:       "127.0.0.1:8025",
+		},
+		DKIM: DKIMConfig{
+			PublishDelay:     Duration(48 * time.Hour),
+			RetireDelay:      Duration(48 * time.Hour),
+			RotationInterval: Duration(90 * 24 * time.Hour),
+			CheckInterval:    Duration(time.Minute),
 		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -151,6 +158,16 @@ sources = [{ ip = "127.0.0.3" }]
 		},
 
 		// Validation: each error names the offending key.
+		{
+			name:    "dkim durations",
+			toml:    "[dkim]\npublish_delay = \"1s\"\nretire_delay = \"0s\"\ncheck_interval = \"10ms\"\n",
+			wantErr: []string{"dkim.retire_delay: must be positive", "dkim.check_interval: at least 1s"},
+		},
+		{
+			name:    "dkim duration that is not one",
+			toml:    "[dkim]\npublish_delay = \"two days\"\n",
+			wantErr: []string{"test.toml:2:", `"two days" is not a duration`},
+		},
 		{
 			name:    "invalid hostname",
 			toml:    "hostname = \"mx example\"\n",

@@ -20,9 +20,6 @@ import (
 	"fairway/tenant"
 )
 
-// dkimTickInterval is how often serve advances DKIM key rotation.
-const dkimTickInterval = time.Minute
-
 // adminShutdownTimeout bounds how long admin requests in progress may run
 // on once shutdown starts.
 const adminShutdownTimeout = 10 * time.Second
@@ -99,7 +96,12 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return nil
 	})
 
-	dir, err := tenant.Open(cfg.DataDir, tenant.Options{Logger: log, Resolver: tenant.NewDNSResolver(cfg.DNS.Resolver)})
+	dir, err := tenant.Open(cfg.DataDir, tenant.Options{Logger: log, Resolver: tenant.NewDNSResolver(cfg.DNS.Resolver),
+		DKIM: tenant.RotationPolicy{
+			Interval:     time.Duration(cfg.DKIM.RotationInterval),
+			PublishDelay: time.Duration(cfg.DKIM.PublishDelay),
+			RetireDelay:  time.Duration(cfg.DKIM.RetireDelay),
+		}})
 	if err != nil {
 		return fmt.Errorf("opening directory: %w", err)
 	}
@@ -131,7 +133,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	ticks := make(chan struct{})
 	go func() {
 		defer close(ticks)
-		runDKIMTicks(tickCtx, dir, log, dkimTickInterval)
+		runDKIMTicks(tickCtx, dir, log, time.Duration(cfg.DKIM.CheckInterval))
 	}()
 	open.add(func() error { stopTicks(); <-ticks; return nil })
 
