@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"fairway/cmd/fairway/adminapi"
 	"fairway/fairq"
+	"fairway/relay"
 	"fairway/tenant"
 )
 
@@ -85,7 +88,18 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	if err := os.MkdirAll(queueDir, 0o700); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	queue, err := fairq.Open(queueDir, fairq.Options{Logger: log})
+	// The queue hands permanent failures to delivery's DSN writer, and
+	// delivery takes its work from the queue: the bounce callback reaches
+	// delivery through a pointer set once both exist.
+	var dsn atomic.Pointer[relay.Delivery]
+	queue, err := fairq.Open(queueDir, fairq.Options{Logger: log,
+		Bounce: func(ctx context.Context, b fairq.Bounce) error {
+			d := dsn.Load()
+			if d == nil {
+				return errors.New("delivery not running yet")
+			}
+			return d.Bounce(ctx, b)
+		}})
 	if err != nil {
 		return fmt.Errorf("opening queue %s: %w", queueDir, err)
 	}
@@ -96,7 +110,8 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return nil
 	})
 
-	dir, err := tenant.Open(cfg.DataDir, tenant.Options{Logger: log, Resolver: tenant.NewDNSResolver(cfg.DNS.Resolver),
+	resolver := tenant.NewDNSResolver(cfg.DNS.Resolver)
+	dir, err := tenant.Open(cfg.DataDir, tenant.Options{Logger: log, Resolver: resolver,
 		DKIM: tenant.RotationPolicy{
 			Interval:     time.Duration(cfg.DKIM.RotationInterval),
 			PublishDelay: time.Duration(cfg.DKIM.PublishDelay),
@@ -116,7 +131,25 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return fmt.Errorf("applying tenant policy to the queue: %w", err)
 	}
 
-	_, metrics := newMetrics(queue)
+	registry, metrics := newMetrics(queue)
+
+	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue, Resolver: resolver,
+		Routes: deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
+		Logger: log, Registerer: registry})
+	if err != nil {
+		return fmt.Errorf("delivery: %w", err)
+	}
+	dsn.Store(delivery)
+	deliveryCtx, stopDelivery := context.WithCancel(context.Background())
+	deliveryDone := make(chan struct{})
+	go func() {
+		defer close(deliveryDone)
+		if err := delivery.Run(deliveryCtx); err != nil {
+			log.Error("delivery stopped", "err", err)
+		}
+	}()
+	open.add(func() error { stopDelivery(); <-deliveryDone; return nil }) // before the queue closes
+
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
 		Records: recordParams(cfg), Logger: log, Metrics: metrics})
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
@@ -183,4 +216,39 @@ func tickDKIM(ctx context.Context, d dkimTicker, log *slog.Logger) {
 	if err := d.TickDKIM(ctx); err != nil && ctx.Err() == nil {
 		log.Warn("dkim tick had errors", "err", err)
 	}
+}
+
+// deliveryRoutes are the config's [[route]] entries for relay.
+func deliveryRoutes(cfg Config) []relay.Route {
+	var out []relay.Route
+	for _, r := range cfg.Routes {
+		out = append(out, relay.Route{Domain: r.Domain, To: r.To})
+	}
+	return out
+}
+
+// deliveryPools are the config's [[pool]] entries; a source without an ehlo
+// name announces the hostname. Addresses were checked by validate.
+func deliveryPools(cfg Config) map[string][]relay.Source {
+	out := map[string][]relay.Source{}
+	for _, p := range cfg.Pools {
+		for _, src := range p.Sources {
+			ehlo := src.EHLO
+			if ehlo == "" {
+				ehlo = cfg.Hostname
+			}
+			out[p.Name] = append(out[p.Name], relay.Source{IP: netip.MustParseAddr(src.IP), EHLO: ehlo})
+		}
+	}
+	return out
+}
+
+// defaultPool is the pool of tenants that neither pin one nor have one from
+// reputation yet: the first [[pool]] in the config ("" when none: the
+// system picks the source address).
+func defaultPool(cfg Config) string {
+	if len(cfg.Pools) == 0 {
+		return ""
+	}
+	return cfg.Pools[0].Name
 }
