@@ -40,9 +40,9 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkRecovery' -benchtime 1x -count $(BENCH_COUNT) ./fairq/
 
 # Interop tests drive the built binary with outside clients (swaks, curl,
-# python's smtplib/imaplib, dkimpy); none exist yet.
-interop:
-	@echo "no interop tests yet"
+# dkimpy, dnslib), installing their Debian packages if missing.
+interop: build
+	cmd/fairway/testdata/interop/run.sh bin/fairway
 
 clean:
 	rm -rf bin

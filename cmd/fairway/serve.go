@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -15,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"fairway/cmd/fairway/adminapi"
@@ -150,6 +153,10 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	}()
 	open.add(func() error { stopDelivery(); <-deliveryDone; return nil }) // before the queue closes
 
+	if err := startSubmission(cfg, dir, queue, registry, log, &open); err != nil {
+		return err
+	}
+
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
 		Records: recordParams(cfg), Logger: log, Metrics: metrics})
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
@@ -251,4 +258,54 @@ func defaultPool(cfg Config) string {
 		return ""
 	}
 	return cfg.Pools[0].Name
+}
+
+// submissionShutdownTimeout bounds how long sessions in progress may finish
+// once shutdown starts.
+const submissionShutdownTimeout = 10 * time.Second
+
+// startSubmission serves the submission (STARTTLS) and submissions
+// (implicit TLS) listeners that are configured, with the configured
+// certificate or a self-signed one kept in data_dir.
+func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, reg prometheus.Registerer,
+	log *slog.Logger, open *closers) error {
+	if cfg.Listen.Submission == "" && cfg.Listen.Submissions == "" {
+		return nil
+	}
+	cert, err := relay.LoadOrCreateCertificate(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, cfg.Hostname, time.Now())
+	if err != nil {
+		return err
+	}
+	sub, err := relay.NewSubmission(relay.SubmissionOptions{Hostname: cfg.Hostname, Directory: dir, Spool: queue,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("submission: %w", err)
+	}
+	open.add(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), submissionShutdownTimeout)
+		defer cancel()
+		return sub.Shutdown(ctx)
+	})
+	for _, l := range []struct {
+		key, addr string
+		serve     func(net.Listener) error
+	}{
+		{"listen.submission", cfg.Listen.Submission, sub.ServeSTARTTLS},
+		{"listen.submissions", cfg.Listen.Submissions, sub.ServeImplicitTLS},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.key, err)
+		}
+		log.Info("listening", "listener", l.key, "addr", ln.Addr().String())
+		go func() {
+			if err := l.serve(ln); err != nil {
+				log.Error("submission listener stopped", "listener", l.key, "err", err)
+			}
+		}()
+	}
+	return nil
 }
