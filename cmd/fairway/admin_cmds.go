@@ -315,6 +315,15 @@ func domainRemoveCmd(o *cliOptions) *cobra.Command {
 
 // ---- mailbox ----
 
+// stdinPassword reads the password of mailbox add/passwd, which is only
+// ever taken from standard input.
+func stdinPassword(cmd *cobra.Command, fromStdin bool) (string, error) {
+	if !fromStdin {
+		return "", usagef("--password-stdin is required: the password is read from standard input, never from the command line")
+	}
+	return readPassword(cmd.InOrStdin(), cmd.ErrOrStderr())
+}
+
 func mailboxAddCmd(o *cliOptions) *cobra.Command {
 	var fromStdin bool
 	cmd := &cobra.Command{
@@ -322,10 +331,7 @@ func mailboxAddCmd(o *cliOptions) *cobra.Command {
 		Short: "Add a mailbox; its password is read from standard input",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if !fromStdin {
-				return usagef("--password-stdin is required: the password is read from standard input, never from the command line")
-			}
-			pw, err := readPassword(cmd.InOrStdin(), cmd.ErrOrStderr())
+			pw, err := stdinPassword(cmd, fromStdin)
 			if err != nil {
 				return err
 			}
@@ -348,10 +354,7 @@ func mailboxPasswdCmd(o *cliOptions) *cobra.Command {
 		Short: "Set a mailbox's password, read from standard input",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if !fromStdin {
-				return usagef("--password-stdin is required: the password is read from standard input, never from the command line")
-			}
-			pw, err := readPassword(cmd.InOrStdin(), cmd.ErrOrStderr())
+			pw, err := stdinPassword(cmd, fromStdin)
 			if err != nil {
 				return err
 			}
