@@ -330,10 +330,10 @@ func TestDKIMMismatchedRecordNeverActivates(t *testing.T) {
 	// selector a record with the right key but whitespace and other tags
 	// around it (which must be accepted).
 	other := e.key("example.org", selR)
-	e.dns.setTXT(selR+"._domainkey.example.com.", other.Record.Value)
+	e.dns.SetTXT(selR+"._domainkey.example.com.", other.Record.Value)
 	ed := e.key(testDomain, selE)
 	p, _ := keyRecordP(ed.Record.Value)
-	e.dns.setTXT(ed.Record.Name, "v=DKIM1; t=s; k=ed25519;\tp="+p[:20]+" "+p[20:]+" ; n=hello")
+	e.dns.SetTXT(ed.Record.Name, "v=DKIM1; t=s; k=ed25519;\tp="+p[:20]+" "+p[20:]+" ; n=hello")
 	for range 10 {
 		e.tick()
 		e.clk.Advance(e.d.opts.DKIM.PublishDelay)
@@ -346,7 +346,7 @@ func TestDKIMMismatchedRecordNeverActivates(t *testing.T) {
 		t.Errorf("key with a reformatted record: %+v", s)
 	}
 	// Two records at the name: verifiers fail that, so the key waits.
-	e.dns.setTXT(selR+"._domainkey.example.com.", other.Record.Value, e.key(testDomain, selR).Record.Value)
+	e.dns.SetTXT(selR+"._domainkey.example.com.", other.Record.Value, e.key(testDomain, selR).Record.Value)
 	e.tick()
 	e.clk.Advance(e.d.opts.DKIM.PublishDelay)
 	e.tick()
@@ -357,7 +357,7 @@ func TestDKIMMismatchedRecordNeverActivates(t *testing.T) {
 	// seen, and the delay starts over when it comes back.
 	e.publish(testDomain, selR)
 	e.tick()
-	e.dns.setTXT(selR+"._domainkey.example.com.", other.Record.Value)
+	e.dns.SetTXT(selR+"._domainkey.example.com.", other.Record.Value)
 	e.tick()
 	if s := e.key(testDomain, selR); !s.FirstSeen.IsZero() {
 		t.Errorf("first seen kept after the record changed: %+v", s)
@@ -373,8 +373,8 @@ func TestDKIMTickSurvivesDNSFailures(t *testing.T) {
 	e.tick()
 	e.clk.Advance(e.d.opts.DKIM.PublishDelay)
 	// a.example's server fails: its keys wait (first seen is kept), b.example's go on.
-	e.dns.setFail(selR+"._domainkey.a.example.", true)
-	e.dns.setFail(selE+"._domainkey.a.example.", true)
+	e.dns.SetFail(selR+"._domainkey.a.example.", true)
+	e.dns.SetFail(selE+"._domainkey.a.example.", true)
 	e.tick()
 	if got := e.states("a.example"); got[selR] != KeyPending || e.key("a.example", selR).FirstSeen.IsZero() {
 		t.Errorf("a.example during DNS failure: %v", got)
@@ -382,8 +382,8 @@ func TestDKIMTickSurvivesDNSFailures(t *testing.T) {
 	if got := e.states("b.example"); got[selR] != KeyActive || got[selE] != KeyActive {
 		t.Errorf("b.example: %v", got)
 	}
-	e.dns.setFail(selR+"._domainkey.a.example.", false)
-	e.dns.setFail(selE+"._domainkey.a.example.", false)
+	e.dns.SetFail(selR+"._domainkey.a.example.", false)
+	e.dns.SetFail(selE+"._domainkey.a.example.", false)
 	e.tick()
 	if got := e.states("a.example"); got[selR] != KeyActive {
 		t.Errorf("a.example after DNS recovered: %v", got)

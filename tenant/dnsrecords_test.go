@@ -111,13 +111,13 @@ func TestCheckDNS(t *testing.T) {
 	// Publish: MX right (with a backup), SPF missing an address, RSA key
 	// right, Ed25519 record holding another key, DMARC tightened by the
 	// operator with our rua among others, no authorization record.
-	e.dns.setMX("example.com", &net.MX{Host: "backup.example.org.", Pref: 20}, &net.MX{Host: "mx.example.net.", Pref: 10})
-	e.dns.setTXT("example.com", "google-site-verification=abc", "v=spf1 ip4:192.0.2.9 ip6:2001:db8::25 include:_spf.example.org -all")
+	e.dns.SetMX("example.com", &net.MX{Host: "backup.example.org.", Pref: 20}, &net.MX{Host: "mx.example.net.", Pref: 10})
+	e.dns.SetTXT("example.com", "google-site-verification=abc", "v=spf1 ip4:192.0.2.9 ip6:2001:db8::25 include:_spf.example.org -all")
 	e.publish(testDomain, selR)
 	other, _ := newPrivateKey(AlgorithmEd25519)
 	otherTXT, _ := keyRecordValue(AlgorithmEd25519, other.Public())
-	e.dns.setTXT(selE+"._domainkey.example.com", otherTXT)
-	e.dns.setTXT("_dmarc.example.com", "v=DMARC1; p=quarantine; rua=mailto:me@example.com,mailto:DMARC-reports@mx.example.net!10m")
+	e.dns.SetTXT(selE+"._domainkey.example.com", otherTXT)
+	e.dns.SetTXT("_dmarc.example.com", "v=DMARC1; p=quarantine; rua=mailto:me@example.com,mailto:DMARC-reports@mx.example.net!10m")
 
 	checks, err = e.d.CheckDNS(ctx, testDomain, testParams)
 	if err != nil {
@@ -152,11 +152,11 @@ func TestCheckDNS(t *testing.T) {
 	}
 
 	// Two SPF records, MX elsewhere, DMARC without our rua, a failing lookup.
-	e.dns.setMX("example.com", &net.MX{Host: "mail.example.org.", Pref: 10})
-	e.dns.setTXT("example.com", "v=spf1 -all", "v=spf1 ip4:192.0.2.9 -all")
-	e.dns.setTXT("_dmarc.example.com", "v=DMARC1; p=none")
-	e.dns.setFail(selR+"._domainkey.example.com", true)
-	e.dns.setTXT("example.com._report._dmarc.mx.example.net", "v=DMARC1")
+	e.dns.SetMX("example.com", &net.MX{Host: "mail.example.org.", Pref: 10})
+	e.dns.SetTXT("example.com", "v=spf1 -all", "v=spf1 ip4:192.0.2.9 -all")
+	e.dns.SetTXT("_dmarc.example.com", "v=DMARC1; p=none")
+	e.dns.SetFail(selR+"._domainkey.example.com", true)
+	e.dns.SetTXT("example.com._report._dmarc.mx.example.net", "v=DMARC1")
 	checks, err = e.d.CheckDNS(ctx, testDomain, testParams)
 	if err != nil {
 		t.Fatal(err)

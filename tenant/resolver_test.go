@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"fairway/tenant/dnstest"
 )
 
 func TestDNSResolver(t *testing.T) {
-	s := startTestDNS(t)
-	r := NewDNSResolver(s.addr)
+	s := dnstest.Start(t)
+	r := NewDNSResolver(s.Addr)
 	ctx := context.Background()
 	long := strings.Repeat("x", 600) + "\t\"quoted\" back\\slash \x00\xff"
-	s.setTXT("a.example", "one", long)
-	s.setMX("a.example", &net.MX{Host: "mx2.a.example", Pref: 20}, &net.MX{Host: "mx1.a.example", Pref: 10})
-	s.setFail("broken.example", true)
+	s.SetTXT("a.example", "one", long)
+	s.SetMX("a.example", &net.MX{Host: "mx2.a.example", Pref: 20}, &net.MX{Host: "mx1.a.example", Pref: 10})
+	s.SetFail("broken.example", true)
 
 	txts, err := r.LookupTXT(ctx, "A.example")
 	if err != nil || len(txts) != 2 || txts[0] != "one" || txts[1] != long {
@@ -31,13 +33,13 @@ func TestDNSResolver(t *testing.T) {
 	if _, err := r.LookupTXT(ctx, "nowhere.example"); !errors.Is(err, ErrDNSNotFound) {
 		t.Errorf("NXDOMAIN: %v, want ErrDNSNotFound", err)
 	}
-	s.setTXT("mxonly.example")
-	s.setMX("mxonly.example", &net.MX{Host: "mx.example", Pref: 10})
+	s.SetTXT("mxonly.example")
+	s.SetMX("mxonly.example", &net.MX{Host: "mx.example", Pref: 10})
 	if _, err := r.LookupTXT(ctx, "mxonly.example"); !errors.Is(err, ErrDNSNotFound) {
 		t.Errorf("no data: %v, want ErrDNSNotFound", err)
 	}
-	s.setIPs("host.example", "192.0.2.1", "2001:db8::1")
-	s.setIPs("v4only.example", "192.0.2.2")
+	s.SetIPs("host.example", "192.0.2.1", "2001:db8::1")
+	s.SetIPs("v4only.example", "192.0.2.2")
 	if ips, err := r.LookupNetIP(ctx, "host.example"); err != nil || len(ips) != 2 || ips[0].String() != "192.0.2.1" || ips[1].String() != "2001:db8::1" {
 		t.Errorf("A/AAAA: %v %v", ips, err)
 	}
@@ -115,7 +117,7 @@ func TestDNSResolverTCPFallback(t *testing.T) {
 		if w.LocalAddr().Network() == "udp" {
 			m.Truncated = true
 		} else {
-			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: splitTXT(value)})
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: dnstest.SplitTXT(value)})
 		}
 		w.WriteMsg(m)
 	})
