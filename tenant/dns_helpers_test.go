@@ -14,8 +14,6 @@ import (
 	"fairway/tenant/dnstest"
 )
 
-// testDNS is a real DNS server on 127.0.0.1 (UDP) whose answers the test
-// sets. Names are absolute and lower case.
 // dkimEnv is a directory on a temp dir with a fake clock and a loopback
 // DNS server, reopenable.
 type dkimEnv struct {
