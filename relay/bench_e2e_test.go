@@ -22,6 +22,7 @@ import (
 
 	"fairway/fairq"
 	"fairway/tenant"
+	"fairway/tenant/dnstest"
 )
 
 // BenchmarkEndToEnd is the relay's throughput on loopback, the whole way:
@@ -67,7 +68,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		// starts. What must outlive those runs (temp dirs, the DNS
 		// server) is made here; the rest only on the first run, so that a
 		// mode -bench does not select costs nothing.
-		e := &e2eEnv{signed: mode.signed, dns: startSubDNS(b), dirDir: b.TempDir(), queueDir: b.TempDir()}
+		e := &e2eEnv{signed: mode.signed, dns: dnstest.Start(b), dirDir: b.TempDir(), queueDir: b.TempDir()}
 		b.Run(mode.name, func(b *testing.B) {
 			if !e.ready {
 				e.setup(b)
@@ -94,8 +95,8 @@ const (
 // e2eEnv is a running relay with its clients connected and authenticated.
 type e2eEnv struct {
 	signed           bool
-	dns              *subDNS // serves the DKIM key records
-	dirDir, queueDir string  // tenant.Directory's and fairq's
+	dns              *dnstest.Server // serves the DKIM key records
+	dirDir, queueDir string          // tenant.Directory's and fairq's
 
 	ready   bool // setup done
 	sink    *countSink
@@ -129,7 +130,7 @@ func (e *e2eEnv) setup(b *testing.B) {
 	var dir *tenant.Directory
 	var err error
 	asRole("directory", func() { // its Pebble's background goroutines
-		dir, err = tenant.Open(e.dirDir, tenant.Options{Logger: logger, Clock: clk, Resolver: tenant.NewDNSResolver(e.dns.addr)})
+		dir, err = tenant.Open(e.dirDir, tenant.Options{Logger: logger, Clock: clk, Resolver: tenant.NewDNSResolver(e.dns.Addr)})
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -177,7 +178,7 @@ func (e *e2eEnv) setup(b *testing.B) {
 	e.sink = startCountSink(b)
 	e.closers = append(e.closers, e.sink.close)
 	d, err = NewDelivery(DeliveryOptions{Hostname: "relay.bench.test", Queue: q,
-		Resolver: tenant.NewDNSResolver(e.dns.addr), Routes: []Route{{Domain: "*", To: e.sink.addr}},
+		Resolver: tenant.NewDNSResolver(e.dns.Addr), Routes: []Route{{Domain: "*", To: e.sink.addr}},
 		Logger: logger, Registerer: reg})
 	if err != nil {
 		b.Fatal(err)
@@ -264,7 +265,7 @@ func (e *e2eEnv) setup(b *testing.B) {
 // activateAllDKIM publishes every domain's key records and ticks DKIM
 // rotation past the publish delay, as subEnv.activateDKIM does for one
 // domain.
-func activateAllDKIM(b *testing.B, dir *tenant.Directory, dnsSrv *subDNS, clk *subClock, domains []string) {
+func activateAllDKIM(b *testing.B, dir *tenant.Directory, dnsSrv *dnstest.Server, clk *subClock, domains []string) {
 	b.Helper()
 	for _, d := range domains {
 		st, err := dir.DKIMStatus(d)
@@ -275,7 +276,7 @@ func activateAllDKIM(b *testing.B, dir *tenant.Directory, dnsSrv *subDNS, clk *s
 			if k.Record.Value == "" {
 				b.Fatalf("%s: key %s has no record (%s)", d, k.Selector, k.State)
 			}
-			dnsSrv.setTXT(k.Record.Name, k.Record.Value)
+			dnsSrv.SetTXT(k.Record.Name, k.Record.Value)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)

@@ -25,6 +25,7 @@ import (
 
 	"fairway/fairq"
 	"fairway/tenant"
+	"fairway/tenant/dnstest"
 )
 
 // dlvClock is a clock moved only by Advance; it serves both fairq (timers for
@@ -123,7 +124,7 @@ type dlvEnv struct {
 	t     *testing.T
 	clock *dlvClock
 	q     *fairq.Queue
-	dns   *dlvDNS
+	dns   *dnstest.Server
 	d     *Delivery
 	reg   *prometheus.Registry
 	logs  *logBuffer
@@ -139,7 +140,7 @@ func newDlvEnv(t *testing.T, tweak func(o *DeliveryOptions)) *dlvEnv {
 // bounce callback are the environment's).
 func newDlvEnvQueue(t *testing.T, qo fairq.Options, tweak func(o *DeliveryOptions)) *dlvEnv {
 	t.Helper()
-	e := &dlvEnv{t: t, clock: newDlvClock(), dns: startDlvDNS(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	e := &dlvEnv{t: t, clock: newDlvClock(), dns: dnstest.Start(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var d *Delivery
 	qo.Logger = logger
@@ -154,7 +155,7 @@ func newDlvEnvQueue(t *testing.T, qo fairq.Options, tweak func(o *DeliveryOption
 	o := DeliveryOptions{
 		Hostname:       "relay.test",
 		Queue:          q,
-		Resolver:       tenant.NewDNSResolver(e.dns.addr),
+		Resolver:       tenant.NewDNSResolver(e.dns.Addr),
 		Workers:        4,
 		DialTimeout:    2 * time.Second,
 		CommandTimeout: 5 * time.Second,
@@ -365,9 +366,9 @@ func TestDeliveryMXPreferenceOrder(t *testing.T) {
 	primary, backup := twoSinksOnePort(t, "127.0.0.7")
 	e := newDlvEnv(t, func(o *DeliveryOptions) { o.Port = primary.port })
 	// The answer lists the backup first; preference decides.
-	e.dns.setMX("mx.test", &net.MX{Host: "mx-b.mx.test", Pref: 20}, &net.MX{Host: "mx-a.mx.test", Pref: 10})
-	e.dns.setIPs("mx-a.mx.test", "127.0.0.1")
-	e.dns.setIPs("mx-b.mx.test", "127.0.0.7")
+	e.dns.SetMX("mx.test", &net.MX{Host: "mx-b.mx.test", Pref: 20}, &net.MX{Host: "mx-a.mx.test", Pref: 10})
+	e.dns.SetIPs("mx-a.mx.test", "127.0.0.1")
+	e.dns.SetIPs("mx-b.mx.test", "127.0.0.7")
 
 	hop, derr := e.d.resolveNextHop(context.Background(), "mx.test")
 	if derr != nil {
@@ -389,9 +390,9 @@ func TestDeliveryFallsBackToSecondMX(t *testing.T) {
 	s := startSink(t, sinkOptions{})
 	e := newDlvEnv(t, func(o *DeliveryOptions) { o.Port = s.port })
 	// Nothing listens on 127.0.0.9: the connection is refused.
-	e.dns.setMX("fallback.test", &net.MX{Host: "mx1.fallback.test", Pref: 10}, &net.MX{Host: "mx2.fallback.test", Pref: 20})
-	e.dns.setIPs("mx1.fallback.test", "127.0.0.9")
-	e.dns.setIPs("mx2.fallback.test", "127.0.0.1")
+	e.dns.SetMX("fallback.test", &net.MX{Host: "mx1.fallback.test", Pref: 10}, &net.MX{Host: "mx2.fallback.test", Pref: 20})
+	e.dns.SetIPs("mx1.fallback.test", "127.0.0.9")
+	e.dns.SetIPs("mx2.fallback.test", "127.0.0.1")
 	e.send("t1", "alice@sender.test", "bob@fallback.test")
 	waitMessages(t, s, 1)
 	e.waitIdle()
@@ -407,7 +408,7 @@ func TestDeliveryFallsBackToSecondMX(t *testing.T) {
 func TestDeliveryNoMXUsesAddressRecord(t *testing.T) {
 	s := startSink(t, sinkOptions{})
 	e := newDlvEnv(t, func(o *DeliveryOptions) { o.Port = s.port })
-	e.dns.setIPs("plain.test", "127.0.0.1") // no MX record
+	e.dns.SetIPs("plain.test", "127.0.0.1") // no MX record
 	e.send("t1", "alice@sender.test", "bob@plain.test")
 	msgs := waitMessages(t, s, 1)
 	e.waitIdle()
@@ -419,8 +420,8 @@ func TestDeliveryNoMXUsesAddressRecord(t *testing.T) {
 func TestDeliveryUnreachableSiteDefersAndBacksOff(t *testing.T) {
 	s := startSink(t, sinkOptions{})
 	e := newDlvEnv(t, func(o *DeliveryOptions) { o.Port = s.port })
-	e.dns.setMX("down.test", &net.MX{Host: "mx.down.test", Pref: 10})
-	e.dns.setIPs("mx.down.test", "127.0.0.9")
+	e.dns.SetMX("down.test", &net.MX{Host: "mx.down.test", Pref: 10})
+	e.dns.SetIPs("mx.down.test", "127.0.0.9")
 	id := e.send("t1", "alice@sender.test", "bob@down.test")
 	rec := e.waitDeferred(id, 1)
 	if !strings.HasPrefix(rec.LastError, "connect mx.down.test: 4.4.1 ") {
@@ -444,9 +445,9 @@ func laneStats(q *fairq.Queue, pool, site string) fairq.LaneStats {
 func TestDeliveryNullMXBouncesWithDSN(t *testing.T) {
 	s := startSink(t, sinkOptions{})
 	e := newDlvEnv(t, func(o *DeliveryOptions) { o.Port = s.port })
-	e.dns.setMX("nullmx.test", &net.MX{Host: ".", Pref: 0})
-	e.dns.setMX("sender.test", &net.MX{Host: "mx.sender.test", Pref: 10})
-	e.dns.setIPs("mx.sender.test", "127.0.0.1")
+	e.dns.SetMX("nullmx.test", &net.MX{Host: ".", Pref: 0})
+	e.dns.SetMX("sender.test", &net.MX{Host: "mx.sender.test", Pref: 10})
+	e.dns.SetIPs("mx.sender.test", "127.0.0.1")
 	id := e.send("t1", "alice@sender.test", "bob@nullmx.test")
 	msgs := waitMessages(t, s, 1)
 	e.waitIdle()
@@ -842,7 +843,7 @@ func TestDeliveryWorkerRecoversPanic(t *testing.T) {
 		o.Port = s.port
 		o.Workers = 1
 	})
-	e.dns.setIPs("ok.test", "127.0.0.1")
+	e.dns.SetIPs("ok.test", "127.0.0.1")
 	id := e.send("t1", "alice@sender.test", "bob@boom.test")
 	rec := e.waitDeferred(id, 1)
 	if !strings.Contains(rec.LastError, "internal error") {
@@ -858,7 +859,7 @@ func TestDeliveryWorkerRecoversPanic(t *testing.T) {
 
 func TestDeliveryDNSFailureDefersWithoutBackoff(t *testing.T) {
 	e := newDlvEnv(t, nil)
-	e.dns.setFail("flaky.test", true)
+	e.dns.SetFail("flaky.test", true)
 	id := e.send("t1", "alice@sender.test", "bob@flaky.test")
 	rec := e.waitDeferred(id, 1)
 	if !strings.HasPrefix(rec.LastError, "dns flaky.test: 4.4.3 ") {

@@ -17,12 +17,12 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"fairway/fairq"
 	"fairway/tenant"
+	"fairway/tenant/dnstest"
 )
 
 // Test environment of the submission server: a real tenant.Directory and a
@@ -83,9 +83,9 @@ type subEnv struct {
 	srv     *Submission
 	reg     *prometheus.Registry
 	logs    *syncBuffer
-	dns     *subDNS // nil unless asked for
-	addr    string  // STARTTLS listener
-	tlsAddr string  // implicit TLS listener
+	dns     *dnstest.Server // nil unless asked for
+	addr    string          // STARTTLS listener
+	tlsAddr string          // implicit TLS listener
 	client  *tls.Config
 }
 
@@ -130,8 +130,8 @@ func newSubEnv(t testing.TB, cfg subEnvConfig) *subEnv {
 
 	topts := tenant.Options{Logger: log, Clock: e.clk}
 	if cfg.dns {
-		e.dns = startSubDNS(t)
-		topts.Resolver = tenant.NewDNSResolver(e.dns.addr)
+		e.dns = dnstest.Start(t)
+		topts.Resolver = tenant.NewDNSResolver(e.dns.Addr)
 	}
 	dir, err := tenant.Open(t.TempDir(), topts)
 	if err != nil {
@@ -368,63 +368,6 @@ func counterValue(m *dto.Metric) float64 {
 	return 0
 }
 
-// subDNS is a DNS server on 127.0.0.1 (UDP) serving TXT records the test
-// sets (the DKIM key records), NXDOMAIN for anything else.
-type subDNS struct {
-	addr string
-	mu   sync.Mutex
-	txt  map[string][]string
-}
-
-func startSubDNS(t testing.TB) *subDNS {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &subDNS{addr: pc.LocalAddr().String(), txt: map[string][]string{}}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(started) }}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return s
-}
-
-func (s *subDNS) setTXT(name, value string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.txt[strings.ToLower(dns.Fqdn(name))] = []string{value}
-}
-
-func (s *subDNS) lookupTXT(ctx context.Context, name string) ([]string, error) {
-	return tenant.NewDNSResolver(s.addr).LookupTXT(ctx, name)
-}
-
-func (s *subDNS) serve(w dns.ResponseWriter, req *dns.Msg) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := new(dns.Msg)
-	m.SetReply(req)
-	q := req.Question[0]
-	vals, ok := s.txt[strings.ToLower(q.Name)]
-	switch {
-	case ok && q.Qtype == dns.TypeTXT:
-		for _, v := range vals {
-			var parts []string // character-strings of at most 255 bytes
-			for len(v) > 200 {
-				parts, v = append(parts, v[:200]), v[200:]
-			}
-			parts = append(parts, v)
-			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: parts})
-		}
-	case ok: // the name exists, without records of this type
-	default:
-		m.Rcode = dns.RcodeNameError
-	}
-	w.WriteMsg(m)
-}
-
 // activateDKIM publishes the domain's key records and ticks DKIM rotation
 // past the publish delay, so that both keys sign.
 func (e *subEnv) activateDKIM(domain string) {
@@ -437,7 +380,7 @@ func (e *subEnv) activateDKIM(domain string) {
 		if k.Record.Value == "" {
 			e.t.Fatalf("%s: key %s has no record (%s)", domain, k.Selector, k.State)
 		}
-		e.dns.setTXT(k.Record.Name, k.Record.Value)
+		e.dns.SetTXT(k.Record.Name, k.Record.Value)
 	}
 	ctx := context.Background()
 	if err := e.dir.TickDKIM(ctx); err != nil { // records first seen

@@ -678,7 +678,9 @@ func TestSubmissionDKIM(t *testing.T) {
 		t.Fatalf("not signed:\n%s", body)
 	}
 	vs, err := dkim.VerifyWithOptions(bytes.NewReader(body), &dkim.VerifyOptions{
-		LookupTXT: func(name string) ([]string, error) { return e.dns.lookupTXT(context.Background(), name) },
+		LookupTXT: func(name string) ([]string, error) {
+			return tenant.NewDNSResolver(e.dns.Addr).LookupTXT(context.Background(), name)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
