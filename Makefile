@@ -38,6 +38,8 @@ bench:
 	$(GO) test -run '^$$' -bench '^BenchmarkEnqueue' -benchtime 2s -count $(BENCH_COUNT) ./fairq/
 	$(GO) test -run '^$$' -bench '^BenchmarkDispatch' -benchtime 200000x -count $(BENCH_COUNT) ./fairq/
 	$(GO) test -run '^$$' -bench '^BenchmarkRecovery' -benchtime 1x -count $(BENCH_COUNT) ./fairq/
+	$(GO) test -run '^$$' -bench '^Benchmark(Lookup|Authenticate|Import1000Domains)' -count $(BENCH_COUNT) ./tenant/
+	$(GO) test -run '^$$' -bench '^Benchmark(EndToEnd|SignRSA2048)' -benchtime 3000x -count $(BENCH_COUNT) ./relay/
 
 # Interop tests drive the built binary with outside clients (swaks, curl,
 # dkimpy, dnslib), installing their Debian packages if missing.
