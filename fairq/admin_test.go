@@ -91,3 +91,32 @@ func TestDeleteRemovesWithoutBounce(t *testing.T) {
 	q.reopen()
 	q.mustNothing()
 }
+
+// Deleting a message whose delivery sits in the middle of a destination's
+// FIFO unlinks it there and keeps the order of the others.
+func TestDeleteFromMiddleOfQueue(t *testing.T) {
+	q := openTest(t, nil)
+	first := q.enqueue("a", "x@same.example")
+	middle := q.enqueue("a", "y@same.example")
+	last := q.enqueue("a", "z@same.example")
+	if err := q.Delete(middle); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Delete(last); err != nil { // now the tail: the tail pointer must move back
+		t.Fatal(err)
+	}
+	tail := q.enqueue("a", "w@same.example") // appended after the new tail
+	for _, want := range []MsgID{first, tail} {
+		l := q.mustNext()
+		if l.ID != want {
+			t.Fatalf("got %s, want %s", l.ID, want)
+		}
+		if err := q.Ack(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.mustNothing()
+	if ts := q.tenantStats("a"); ts.Ready+ts.Deferred+ts.InFlight != 0 {
+		t.Fatalf("stats %+v", ts)
+	}
+}
