@@ -136,8 +136,11 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 
 	registry, metrics := newMetrics(queue)
 
-	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue, Resolver: resolver,
-		Routes: deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
+	// Delivery's lookups are cached; the directory's are not (it must see
+	// DKIM records as soon as they are published).
+	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue,
+		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}),
+		Routes:   deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
 		Logger: log, Registerer: registry})
 	if err != nil {
 		return fmt.Errorf("delivery: %w", err)
