@@ -126,7 +126,7 @@ func (e *e2eEnv) setup(b *testing.B) {
 	// no send limits (they would refuse a long run). Their DKIM keys (RSA-2048 and Ed25519) are made pending by AddDomain; for
 	// "signed" they are published on a loopback DNS server and activated
 	// by moving a fake clock past the publish delay.
-	clk := &subClock{now: subStart}
+	clk := &testClock{now: subStart}
 	var dir *tenant.Directory
 	var err error
 	asRole("directory", func() { // its Pebble's background goroutines
@@ -265,7 +265,7 @@ func (e *e2eEnv) setup(b *testing.B) {
 // activateAllDKIM publishes every domain's key records and ticks DKIM
 // rotation past the publish delay, as subEnv.activateDKIM does for one
 // domain.
-func activateAllDKIM(b *testing.B, dir *tenant.Directory, dnsSrv *dnstest.Server, clk *subClock, domains []string) {
+func activateAllDKIM(b *testing.B, dir *tenant.Directory, dnsSrv *dnstest.Server, clk *testClock, domains []string) {
 	b.Helper()
 	for _, d := range domains {
 		st, err := dir.DKIMStatus(d)

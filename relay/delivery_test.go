@@ -28,70 +28,6 @@ import (
 	"fairway/tenant/dnstest"
 )
 
-// dlvClock is a clock moved only by Advance; it serves both fairq (timers for
-// retries and lane backoff) and relay.
-type dlvClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*dlvTimer
-}
-
-type dlvTimer struct {
-	c       *dlvClock
-	at      time.Time
-	f       func()
-	stopped bool
-}
-
-func newDlvClock() *dlvClock {
-	return &dlvClock{now: time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)}
-}
-
-func (c *dlvClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *dlvClock) AfterFunc(d time.Duration, f func()) fairq.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &dlvTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *dlvTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-// Advance moves the clock and runs the timers that came due.
-func (c *dlvClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []*dlvTimer
-	kept := c.timers[:0]
-	for _, t := range c.timers {
-		switch {
-		case t.stopped:
-		case !t.at.After(c.now):
-			t.stopped = true
-			due = append(due, t)
-		default:
-			kept = append(kept, t)
-		}
-	}
-	c.timers = kept
-	c.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-}
-
 // logBuffer collects JSON log lines safely across goroutines.
 type logBuffer struct {
 	mu  sync.Mutex
@@ -122,7 +58,7 @@ func (b *logBuffer) events(msg string) []map[string]any {
 // running delivery workers.
 type dlvEnv struct {
 	t     *testing.T
-	clock *dlvClock
+	clock *testClock
 	q     *fairq.Queue
 	dns   *dnstest.Server
 	d     *Delivery
@@ -140,7 +76,7 @@ func newDlvEnv(t *testing.T, tweak func(o *DeliveryOptions)) *dlvEnv {
 // bounce callback are the environment's).
 func newDlvEnvQueue(t *testing.T, qo fairq.Options, tweak func(o *DeliveryOptions)) *dlvEnv {
 	t.Helper()
-	e := &dlvEnv{t: t, clock: newDlvClock(), dns: dnstest.Start(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
+	e := &dlvEnv{t: t, clock: newTestClock(), dns: dnstest.Start(t), reg: prometheus.NewRegistry(), logs: &logBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var d *Delivery
 	qo.Logger = logger

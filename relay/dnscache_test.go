@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,26 +11,9 @@ import (
 	"fairway/tenant/dnstest"
 )
 
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestDNSCache(t *testing.T) {
 	srv := dnstest.Start(t)
-	clk := &stepClock{now: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)}
+	clk := &testClock{now: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)}
 	c := NewDNSCache(tenant.NewDNSResolver(srv.Addr), DNSCacheOptions{TTL: 5 * time.Minute, NegativeTTL: time.Minute, Clock: clk})
 	ctx := context.Background()
 
@@ -44,7 +26,7 @@ func TestDNSCache(t *testing.T) {
 	if mxs, _ := c.LookupMX(ctx, "A.Example."); mxs[0].Host != "mx1.a.example." {
 		t.Fatalf("cached lookup %v, want the first answer", mxs[0].Host)
 	}
-	clk.advance(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	if mxs, _ := c.LookupMX(ctx, "a.example"); mxs[0].Host != "mx2.a.example." {
 		t.Fatalf("after TTL %v, want the new answer", mxs[0].Host)
 	}
@@ -57,7 +39,7 @@ func TestDNSCache(t *testing.T) {
 	if _, err := c.LookupNetIP(ctx, "late.example"); !errors.Is(err, tenant.ErrDNSNotFound) {
 		t.Fatalf("negative answer not cached: %v", err)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	if addrs, err := c.LookupNetIP(ctx, "late.example"); err != nil || len(addrs) != 1 {
 		t.Fatalf("after negative TTL %v %v", addrs, err)
 	}

@@ -40,23 +40,6 @@ const (
 	subCarol    = "carol@globex.example" // tenant globex
 )
 
-type subClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *subClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *subClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // syncBuffer collects log output from concurrent sessions.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -77,7 +60,7 @@ func (b *syncBuffer) String() string {
 
 type subEnv struct {
 	t       testing.TB
-	clk     *subClock
+	clk     *testClock
 	dir     *tenant.Directory
 	q       *fairq.Queue
 	srv     *Submission
@@ -121,7 +104,7 @@ func subCertificate(t testing.TB) tls.Certificate {
 
 func newSubEnv(t testing.TB, cfg subEnvConfig) *subEnv {
 	t.Helper()
-	e := &subEnv{t: t, clk: &subClock{now: subStart}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &subEnv{t: t, clk: &testClock{now: subStart}, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	level := cfg.logLevel
 	if level == 0 {
 		level = slog.LevelDebug
