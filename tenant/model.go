@@ -3,6 +3,7 @@ package tenant
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,33 +36,97 @@ type Policy struct {
 	// Networks submit without AUTH as this tenant (application servers). A
 	// network belongs to one tenant only.
 	Networks []netip.Prefix `json:"networks,omitempty"`
-	// Quarantine rules are applied by inbound to the tenant's incoming mail.
+	// Quarantine rules are applied by inbound to the tenant's incoming mail,
+	// in order; the first rule that matches decides.
 	Quarantine []QuarantineRule `json:"quarantine,omitempty"`
+	// MailboxQuota caps the bytes stored in each of the tenant's mailboxes;
+	// TenantQuota caps the bytes of all its mailboxes together. Zero means
+	// no limit. mailstore enforces both at delivery and APPEND.
+	MailboxQuota int64 `json:"mailbox_quota,omitempty"`
+	TenantQuota  int64 `json:"tenant_quota,omitempty"`
+	// IMAPConnections caps the tenant's concurrent IMAP connections (all
+	// users together); IMAPUserConnections caps them per user. Zero: the
+	// server's defaults.
+	IMAPConnections     int `json:"imap_connections,omitempty"`
+	IMAPUserConnections int `json:"imap_user_connections,omitempty"`
 }
 
-// QuarantineRule sends inbound mail whose Check has Result to Action.
+// QuarantineRule is one of a tenant's rules for incoming mail. Check says
+// what is tested:
+//
+//   - "spf", "dkim", "dmarc": the check's result equals Result (fail,
+//     softfail, neutral, none, temperror, permerror);
+//   - "noauth": neither SPF nor any DKIM signature passed;
+//   - "attachment": an attachment's file name ends in one of the
+//     comma-separated extensions in Value ("exe,js,scr");
+//   - "size": the message is larger than Value bytes;
+//   - "sender": the envelope sender or From: address matches Value, an
+//     address ("a@example.com") or a domain ("@example.com").
+//
+// Action is "quarantine" (deliver to the Quarantine folder), "reject"
+// (550 5.7.1) or, for "sender" only, "accept" (an allow-list entry: skip
+// the rules after it).
 type QuarantineRule struct {
-	Check  string `json:"check"`  // "spf", "dkim" or "dmarc"
-	Result string `json:"result"` // e.g. "fail", "softfail", "none"
-	Action string `json:"action"` // "quarantine" or "reject"
+	Check  string `json:"check"`
+	Result string `json:"result,omitempty"`
+	Value  string `json:"value,omitempty"`
+	Action string `json:"action"`
 }
 
 // Validate checks a rule's fields.
 func (r QuarantineRule) Validate() error {
 	switch r.Check {
 	case "spf", "dkim", "dmarc":
+		switch r.Result {
+		case "pass", "fail", "softfail", "neutral", "none", "temperror", "permerror":
+		default:
+			return fmt.Errorf("%w: quarantine rule %s: result %q: want pass, fail, softfail, neutral, none, temperror or permerror", ErrInvalid, r.Check, r.Result)
+		}
+		if r.Value != "" {
+			return fmt.Errorf("%w: quarantine rule %s takes a result, not a value", ErrInvalid, r.Check)
+		}
+	case "noauth":
+		if r.Result != "" || r.Value != "" {
+			return fmt.Errorf("%w: quarantine rule noauth takes no result or value", ErrInvalid)
+		}
+	case "attachment":
+		if r.Result != "" {
+			return fmt.Errorf("%w: quarantine rule attachment takes a value, not a result", ErrInvalid)
+		}
+		exts := strings.Split(r.Value, ",")
+		for _, e := range exts {
+			e = strings.TrimPrefix(strings.TrimSpace(e), ".")
+			if e == "" || len(e) > 16 || strings.ContainsAny(e, "./\\ \t") {
+				return fmt.Errorf("%w: quarantine rule attachment: bad extension list %q (want e.g. \"exe,js,scr\")", ErrInvalid, r.Value)
+			}
+		}
+	case "size":
+		n, err := strconv.ParseInt(r.Value, 10, 64)
+		if r.Result != "" || err != nil || n <= 0 {
+			return fmt.Errorf("%w: quarantine rule size: value %q: want a positive byte count", ErrInvalid, r.Value)
+		}
+	case "sender":
+		if r.Result != "" {
+			return fmt.Errorf("%w: quarantine rule sender takes a value, not a result", ErrInvalid)
+		}
+		if d, ok := strings.CutPrefix(r.Value, "@"); ok {
+			if _, err := NormalizeDomain(d); err != nil {
+				return fmt.Errorf("%w: quarantine rule sender: %q is not @domain or an address", ErrInvalid, r.Value)
+			}
+		} else if _, err := NormalizeAddress(r.Value); err != nil {
+			return fmt.Errorf("%w: quarantine rule sender: %q is not @domain or an address", ErrInvalid, r.Value)
+		}
 	default:
-		return fmt.Errorf("%w: quarantine check %q: want spf, dkim or dmarc", ErrInvalid, r.Check)
-	}
-	switch r.Result {
-	case "fail", "softfail", "neutral", "none", "temperror", "permerror":
-	default:
-		return fmt.Errorf("%w: quarantine result %q", ErrInvalid, r.Result)
+		return fmt.Errorf("%w: quarantine check %q: want spf, dkim, dmarc, noauth, attachment, size or sender", ErrInvalid, r.Check)
 	}
 	switch r.Action {
 	case "quarantine", "reject":
+	case "accept":
+		if r.Check != "sender" {
+			return fmt.Errorf("%w: quarantine action accept is for sender rules only", ErrInvalid)
+		}
 	default:
-		return fmt.Errorf("%w: quarantine action %q: want quarantine or reject", ErrInvalid, r.Action)
+		return fmt.Errorf("%w: quarantine action %q: want quarantine, reject or accept", ErrInvalid, r.Action)
 	}
 	return nil
 }
@@ -137,6 +202,8 @@ const (
 	maxTenantName = 64
 	maxLocalPart  = 64
 	maxDomain     = 253
+	// maxQuarantineRules bounds the rules inbound runs per message.
+	maxQuarantineRules = 100
 )
 
 var idnaProfile = idna.New(idna.MapForLookup(), idna.ValidateLabels(true), idna.VerifyDNSLength(true),

@@ -43,8 +43,12 @@ func (d *Directory) validPolicy(tenant string, p *Policy) error {
 	if p.Weight < 1 || p.Weight > 1000 {
 		return fmt.Errorf("%w: tenant %s: weight %d: want 1 to 1000", ErrInvalid, tenant, p.Weight)
 	}
-	if p.MailboxHourly < 0 || p.AccountDaily < 0 {
-		return fmt.Errorf("%w: tenant %s: limits must not be negative", ErrInvalid, tenant)
+	if p.MailboxHourly < 0 || p.AccountDaily < 0 || p.MailboxQuota < 0 || p.TenantQuota < 0 ||
+		p.IMAPConnections < 0 || p.IMAPUserConnections < 0 {
+		return fmt.Errorf("%w: tenant %s: limits and quotas must not be negative", ErrInvalid, tenant)
+	}
+	if len(p.Quarantine) > maxQuarantineRules {
+		return fmt.Errorf("%w: tenant %s: %d quarantine rules: at most %d", ErrInvalid, tenant, len(p.Quarantine), maxQuarantineRules)
 	}
 	seen := map[netip.Prefix]bool{}
 	for i, n := range p.Networks {
