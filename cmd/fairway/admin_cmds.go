@@ -23,7 +23,7 @@ func addAdminCommands(root *cobra.Command, o *cliOptions) {
 	root.AddCommand(
 		group("tenant", "Manage tenants: policy, suspension, removal",
 			tenantAddCmd(o), tenantUpdateCmd(o), tenantListCmd(o), tenantShowCmd(o),
-			tenantSuspendCmd(o), tenantResumeCmd(o), tenantRemoveCmd(o)),
+			tenantSuspendCmd(o), tenantResumeCmd(o), tenantRemoveCmd(o), tenantRuleCmd(o)),
 		group("domain", "Manage hosted domains",
 			domainAddCmd(o), domainListCmd(o), domainRemoveCmd(o)),
 		group("mailbox", "Manage mailboxes (users, by full address)",
@@ -53,6 +53,8 @@ type policyFlags struct {
 	networks                            []string
 	pool                                string
 	anySender                           bool
+	mailboxQuota, tenantQuota           byteSize
+	imapConns, imapUserConns            int
 }
 
 func (f *policyFlags) register(cmd *cobra.Command) {
@@ -63,6 +65,10 @@ func (f *policyFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.networks, "network", nil, "client network (`CIDR`) that submits without AUTH as this tenant; repeatable")
 	fl.StringVar(&f.pool, "pool", "", "pin the tenant to this outbound IP `pool` instead of the one its reputation selects")
 	fl.BoolVar(&f.anySender, "any-sender", false, "let the tenant's users send as any address of its domains")
+	fl.Var(&f.mailboxQuota, "mailbox-quota", "bytes each mailbox may store (e.g. 2G); 0: no limit")
+	fl.Var(&f.tenantQuota, "tenant-quota", "bytes all the tenant's mailboxes may store together (e.g. 50G); 0: no limit")
+	fl.IntVar(&f.imapConns, "imap-connections", 0, "concurrent IMAP connections of the tenant; 0: server default")
+	fl.IntVar(&f.imapUserConns, "imap-user-connections", 0, "concurrent IMAP connections per user; 0: server default")
 }
 
 func tenantAddCmd(o *cliOptions) *cobra.Command {
@@ -79,6 +85,8 @@ func tenantAddCmd(o *cliOptions) *cobra.Command {
 			req := adminapi.NewTenant{Name: a[0], Policy: tenant.Policy{
 				Weight: f.weight, MailboxHourly: f.mailboxHourly, AccountDaily: f.accountDaily,
 				Pool: f.pool, AnySender: f.anySender, Networks: nets,
+				MailboxQuota: int64(f.mailboxQuota), TenantQuota: int64(f.tenantQuota),
+				IMAPConnections: f.imapConns, IMAPUserConnections: f.imapUserConns,
 			}}
 			var t tenant.Tenant
 			return o.call(cmd, http.MethodPost, "/v1/tenants", req, &t, func(w io.Writer) error {
@@ -115,6 +123,18 @@ func tenantUpdateCmd(o *cliOptions) *cobra.Command {
 			}
 			if fl.Changed("any-sender") {
 				u.AnySender = &f.anySender
+			}
+			if fl.Changed("mailbox-quota") {
+				u.MailboxQuota = (*int64)(&f.mailboxQuota)
+			}
+			if fl.Changed("tenant-quota") {
+				u.TenantQuota = (*int64)(&f.tenantQuota)
+			}
+			if fl.Changed("imap-connections") {
+				u.IMAPConns = &f.imapConns
+			}
+			if fl.Changed("imap-user-connections") {
+				u.IMAPUserConns = &f.imapUserConns
 			}
 			if fl.Changed("network") && clearNetworks {
 				return usagef("--network and --clear-networks exclude each other")
@@ -182,8 +202,8 @@ func tenantShowCmd(o *cliOptions) *cobra.Command {
 					nets = append(nets, n.String())
 				}
 				rules := make([]string, 0, len(p.Quarantine))
-				for _, r := range p.Quarantine {
-					rules = append(rules, fmt.Sprintf("%s=%s → %s", r.Check, r.Result, r.Action))
+				for i, r := range p.Quarantine {
+					rules = append(rules, fmt.Sprintf("%d. %s %s → %s", i+1, r.Check, ruleMatch(r), r.Action))
 				}
 				pool := p.Pool
 				if pool == "" {
@@ -198,7 +218,10 @@ func tenantShowCmd(o *cliOptions) *cobra.Command {
 					{"any sender:", yesNo(p.AnySender)},
 					{"suspended:", yesNo(p.Suspended)},
 					{"networks:", orDash(strings.Join(nets, ", "))},
-					{"quarantine:", orDash(strings.Join(rules, "; "))},
+					{"inbound rules:", orDash(strings.Join(rules, "; "))},
+					{"mailbox quota:", formatBytes(p.MailboxQuota)},
+					{"tenant quota:", formatBytes(p.TenantQuota)},
+					{"imap conns:", limit(p.IMAPConnections) + " (per user " + limit(p.IMAPUserConnections) + ")"},
 					{"created:", when(t.Created)},
 					{"domains:", orDash(strings.Join(t.Domains, ", "))},
 				})

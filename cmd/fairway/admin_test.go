@@ -223,6 +223,28 @@ func testAdminCLI(t *testing.T, bin string) {
 		t.Errorf("tenant show acme: domains %v", show.Domains)
 	}
 
+	// Inbound rules and quotas.
+	d.must(t, "", "tenant", "rule", "add", "acme", "--check", "dmarc", "--result", "fail", "--action", "quarantine")
+	if out := d.must(t, "", "tenant", "rule", "add", "acme", "--check", "sender", "--value", "@partner.example",
+		"--action", "accept", "--position", "1"); !strings.Contains(out, "@partner.example") {
+		t.Errorf("rule add printed %q", out)
+	}
+	d.refused(t, 1, "", []string{"tenant", "rule", "add", "acme", "--check", "virus", "--action", "reject"}, "virus")
+	d.refused(t, 2, "", []string{"tenant", "rule", "add", "acme", "--check", "noauth"}, "--action")
+	if out := d.must(t, "", "tenant", "rule", "list", "acme"); !strings.Contains(out, "1  sender") || !strings.Contains(out, "2  dmarc") {
+		t.Errorf("rule list printed %q", out)
+	}
+	d.must(t, "", "tenant", "rule", "remove", "acme", "1")
+	d.must(t, "", "tenant", "update", "acme", "--mailbox-quota", "2G", "--tenant-quota", "50G")
+	d.refused(t, 2, "", []string{"tenant", "update", "acme", "--mailbox-quota", "lots"}, "lots")
+	show = decode[adminapi.TenantDetail](t, d.must(t, "", "tenant", "show", "acme", "--json"))
+	if q := show.Policy.Quarantine; len(q) != 1 || q[0].Check != "dmarc" || show.Policy.MailboxQuota != 2<<30 || show.Policy.TenantQuota != 50<<30 {
+		t.Errorf("tenant show after rule and quota edits: %+v", show.Policy)
+	}
+	if out := d.must(t, "", "tenant", "show", "acme"); !strings.Contains(out, "2G") || !strings.Contains(out, "1. dmarc fail → quarantine") {
+		t.Errorf("tenant show printed %q", out)
+	}
+
 	// Mailboxes: the password comes from stdin and is never echoed.
 	const password = "correct horse battery staple"
 	if out := d.must(t, password+"\n", "mailbox", "add", "bob@acme.example", "--password-stdin"); strings.Contains(out, password) {

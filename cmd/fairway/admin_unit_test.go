@@ -133,3 +133,19 @@ func TestDKIMTicksSurvivePanics(t *testing.T) {
 		t.Errorf("%d ticks, want 2 (one now, none within the hour)", n)
 	}
 }
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{
+		"0": 0, "1024": 1024, "500K": 500 << 10, "20M": 20 << 20, "2G": 2 << 30, "2GB": 2 << 30,
+		"2GiB": 2 << 30, "1t": 1 << 40, " 7 ": 7,
+	} {
+		if got, err := parseByteSize(in); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "1.5G", "G", "12X", "9999999999999T"} {
+		if got, err := parseByteSize(bad); err == nil {
+			t.Errorf("parseByteSize(%q) = %d, want an error", bad, got)
+		}
+	}
+}

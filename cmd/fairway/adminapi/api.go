@@ -29,6 +29,8 @@
 //	DELETE /v1/tenants/{name}                remove with its domains
 //	POST   /v1/tenants/{name}/suspend        suspend; hold its queue
 //	POST   /v1/tenants/{name}/resume         resume; release its queue
+//	POST   /v1/tenants/{name}/rules          insert an inbound rule {rule, position}
+//	DELETE /v1/tenants/{name}/rules/{n}      remove rule n (1-based)
 //	GET    /v1/domains[?tenant=T]            list domains
 //	POST   /v1/domains                       add {domain, tenant}
 //	DELETE /v1/domains/{domain}              remove with its users
@@ -62,6 +64,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -263,6 +266,8 @@ func (a *API) routes() {
 	a.handle("DELETE /v1/tenants/{name}", a.removeTenant)
 	a.handle("POST /v1/tenants/{name}/suspend", a.suspendTenant)
 	a.handle("POST /v1/tenants/{name}/resume", a.resumeTenant)
+	a.handle("POST /v1/tenants/{name}/rules", a.addRule)
+	a.handle("DELETE /v1/tenants/{name}/rules/{n}", a.removeRule)
 
 	a.handle("GET /v1/domains", a.listDomains)
 	a.handle("POST /v1/domains", a.addDomain)
@@ -371,6 +376,61 @@ func (a *API) updateTenant(r *http.Request) (int, any, error) {
 	}
 	t, err := a.syncTenant(name)
 	return http.StatusOK, t, err
+}
+
+// addRule inserts a quarantine rule; the directory validates it and the
+// edit is one transaction, so concurrent edits never lose a rule.
+func (a *API) addRule(r *http.Request) (int, any, error) {
+	var req NewRule
+	if err := decodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	name := r.PathValue("name")
+	var posErr error
+	err := a.dir.UpdateTenant(name, func(p *tenant.Policy) {
+		at := len(p.Quarantine)
+		if req.Position != 0 {
+			if req.Position < 1 || req.Position > len(p.Quarantine)+1 {
+				posErr = fmt.Errorf("%w: position %d: want 1 to %d", tenant.ErrInvalid, req.Position, len(p.Quarantine)+1)
+				return
+			}
+			at = req.Position - 1
+		}
+		p.Quarantine = slices.Insert(p.Quarantine, at, req.Rule)
+	})
+	if posErr != nil {
+		return 0, nil, posErr
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	t, err := a.dir.Tenant(name)
+	return http.StatusCreated, t, withTenant(name, err)
+}
+
+// removeRule removes the n-th quarantine rule (1-based, as listed).
+func (a *API) removeRule(r *http.Request) (int, any, error) {
+	name := r.PathValue("name")
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil || n < 1 {
+		return 0, nil, fmt.Errorf("%w: rule number %q: want 1, 2, ...", tenant.ErrInvalid, r.PathValue("n"))
+	}
+	var nErr error
+	err = a.dir.UpdateTenant(name, func(p *tenant.Policy) {
+		if n > len(p.Quarantine) {
+			nErr = fmt.Errorf("tenant %s has %d rules, no rule %d: %w", name, len(p.Quarantine), n, tenant.ErrNotFound)
+			return
+		}
+		p.Quarantine = slices.Delete(p.Quarantine, n-1, n)
+	})
+	if nErr != nil {
+		return 0, nil, nErr
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	t, err := a.dir.Tenant(name)
+	return http.StatusOK, t, withTenant(name, err)
 }
 
 func (a *API) suspendTenant(r *http.Request) (int, any, error) {

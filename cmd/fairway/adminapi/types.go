@@ -29,6 +29,10 @@ type TenantUpdate struct {
 	AnySender     *bool                    `json:"any_sender,omitempty"`
 	Networks      *[]netip.Prefix          `json:"networks,omitempty"`
 	Quarantine    *[]tenant.QuarantineRule `json:"quarantine,omitempty"`
+	MailboxQuota  *int64                   `json:"mailbox_quota,omitempty"`
+	TenantQuota   *int64                   `json:"tenant_quota,omitempty"`
+	IMAPConns     *int                     `json:"imap_connections,omitempty"`
+	IMAPUserConns *int                     `json:"imap_user_connections,omitempty"`
 }
 
 // apply copies the fields present into p.
@@ -54,6 +58,25 @@ func (u TenantUpdate) apply(p *tenant.Policy) {
 	if u.Quarantine != nil {
 		p.Quarantine = *u.Quarantine
 	}
+	if u.MailboxQuota != nil {
+		p.MailboxQuota = *u.MailboxQuota
+	}
+	if u.TenantQuota != nil {
+		p.TenantQuota = *u.TenantQuota
+	}
+	if u.IMAPConns != nil {
+		p.IMAPConnections = *u.IMAPConns
+	}
+	if u.IMAPUserConns != nil {
+		p.IMAPUserConnections = *u.IMAPUserConns
+	}
+}
+
+// NewRule is the body of POST /v1/tenants/{name}/rules: the rule, and where
+// it goes in the ordered list (1 = first; 0 or absent = last).
+type NewRule struct {
+	Rule     tenant.QuarantineRule `json:"rule"`
+	Position int                   `json:"position,omitempty"`
 }
 
 // TenantDetail is GET /v1/tenants/{name}: the tenant and its domains.
