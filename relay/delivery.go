@@ -79,6 +79,9 @@ type DeliveryOptions struct {
 	// no source binding and EHLO as Hostname.
 	Pools       map[string][]Source
 	DefaultPool string
+	// Local, if set, takes deliveries to hosted domains (Local.Hosted)
+	// instead of the network.
+	Local LocalDelivery
 	// Workers is the number of concurrent deliveries; default 16.
 	Workers int
 	// Port is the port MX hosts are dialed on; default 25.
@@ -351,6 +354,10 @@ func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 	for i, r := range rec.Recipients {
 		out.results[i].Recipient = r
 	}
+	if d.opts.Local != nil && d.opts.Local.Hosted(rec.Domain) {
+		d.deliverLocal(ctx, l, &out)
+		return out
+	}
 	hop, derr := d.resolveNextHop(ctx, rec.Domain)
 	if derr != nil {
 		out.fill(nil, derr)
@@ -405,6 +412,40 @@ func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 		sc.close()
 	}
 	return out
+}
+
+// localHost names the local path in results and logs.
+const localHost = "local"
+
+// deliverLocal hands a delivery to a hosted domain to the local path. Its
+// outcome says nothing about any lane: the lane stays as it was.
+func (d *Delivery) deliverLocal(ctx context.Context, l *fairq.Lease, out *attemptOutcome) {
+	out.host = localHost
+	body, err := d.q.Body(l.ID)
+	if err != nil {
+		out.fill(nil, localError(false, StageLocal, localHost, esLocalTemp, "reading the message body: "+err.Error(), err))
+		return
+	}
+	rec := l.Record
+	errs := d.opts.Local.DeliverLocal(ctx, rec.From, rec.Recipients, body, rec.Extra)
+	for i := range out.results {
+		var e error
+		if i < len(errs) {
+			e = errs[i]
+		} else {
+			e = errors.New("local delivery returned no result")
+		}
+		if e == nil {
+			out.results[i].Status = fairq.Delivered
+			continue
+		}
+		var se *smtp.SMTPError
+		if errors.As(e, &se) {
+			out.set(i, replyError(se, StageLocal, localHost))
+			continue
+		}
+		out.set(i, localError(false, StageLocal, localHost, esLocalTemp, e.Error(), e))
+	}
 }
 
 // poolSources maps a lease's pool to a configured pool and its sources.

@@ -39,6 +39,19 @@ type DeliveryQueue interface {
 	SetSite(domain, site string)
 }
 
+// LocalDelivery takes the mail of hosted domains: delivery hands it over
+// instead of dialing out, so the receiving tenant's rules apply (inbound's
+// local path; cmd wires it).
+type LocalDelivery interface {
+	// Hosted reports whether domain is one of ours.
+	Hosted(domain string) bool
+	// DeliverLocal returns one result per recipient, in order: nil when
+	// stored, else an error, a *smtp.SMTPError when it carries a reply
+	// (4xx temporary, 5xx permanent). extra is the queue record's Extra,
+	// passed through unread.
+	DeliverLocal(ctx context.Context, from string, recipients []string, body []byte, extra []byte) []error
+}
+
 // Resolver is the DNS delivery needs: MX, then A/AAAA.
 type Resolver interface {
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
