@@ -29,19 +29,20 @@ const adminSocketName = "admin.sock"
 // adminSocketPath is where serve listens and the CLI connects.
 func adminSocketPath(cfg Config) string { return filepath.Join(cfg.DataDir, adminSocketName) }
 
-// dmarcReportLocalPart is the local part, at the server's own host name, of
-// the address DMARC aggregate reports are sent to (the rua= of every hosted
-// domain's DMARC record); inbound ingests the reports sent there.
-const dmarcReportLocalPart = "dmarc-reports"
-
-// dmarcReportAddress is the DMARC report address for a server host name.
-func dmarcReportAddress(hostname string) string { return dmarcReportLocalPart + "@" + hostname }
+// The default local parts, at the server's own host name, of the address
+// DMARC aggregate reports are sent to (the rua= of every hosted domain's
+// DMARC record) and of the address feedback loops send complaints to;
+// inbound ingests what arrives there.
+const (
+	dmarcReportLocalPart = "dmarc-reports"
+	complaintLocalPart   = "fbl"
+)
 
 // recordParams are the inputs of the DNS records every hosted domain must
 // publish: the MX is this server, SPF allows every source IP of every pool,
 // and DMARC reports come to this server.
 func recordParams(cfg Config) tenant.RecordParams {
-	p := tenant.RecordParams{Hostname: cfg.Hostname, ReportAddress: dmarcReportAddress(cfg.Hostname)}
+	p := tenant.RecordParams{Hostname: cfg.Hostname, ReportAddress: cfg.dmarcReportAddress()}
 	for _, pool := range cfg.Pools {
 		for _, s := range pool.Sources {
 			if ip, err := netip.ParseAddr(s.IP); err == nil { // validated by loadConfig

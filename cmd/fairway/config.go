@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"fairway/tenant"
 )
 
 // Config is the daemon's configuration, read from a TOML file by loadConfig.
@@ -51,6 +53,44 @@ type Config struct {
 	// DKIM is the [dkim] table: when keys rotate and how often DNS is
 	// checked for their records.
 	DKIM DKIMConfig `toml:"dkim"`
+	// Inbound is the [inbound] table: the MX's limits, its special
+	// addresses, and an optional external LMTP store.
+	Inbound InboundConfig `toml:"inbound"`
+	// IMAP is the [imap] table: connection caps.
+	IMAP IMAPConfig `toml:"imap"`
+}
+
+// InboundConfig tunes the MX (package inbound).
+type InboundConfig struct {
+	// LMTP, if set, delivers accepted mail to an external LMTP server (a
+	// Dovecot that stays the store) instead of fairway's mailstore:
+	// "unix:/path/to/socket" or "host:port". Default "".
+	LMTP string `toml:"lmtp"`
+	// MaxMessageBytes is the largest message accepted. Default 26214400
+	// (25 MiB).
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxRecipients is the most recipients per message. Default 100.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxConnectionsPerIP caps concurrent connections from one client
+	// address. Default 20.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// DMARCReportAddress receives DMARC aggregate reports for every hosted
+	// domain; `fairway dns records` prints it as the rua. Default
+	// "dmarc-reports@<hostname>".
+	DMARCReportAddress string `toml:"dmarc_report_address"`
+	// ComplaintAddress receives ARF feedback-loop reports from receivers
+	// (register it with their FBL programs). Default
+	// "fbl@<hostname>".
+	ComplaintAddress string `toml:"complaint_address"`
+}
+
+// IMAPConfig caps IMAP connections; a tenant's policy may set its own.
+type IMAPConfig struct {
+	// TenantConnections caps one tenant's concurrent connections (all its
+	// users together). Default 200.
+	TenantConnections int `toml:"tenant_connections"`
+	// UserConnections caps one user's concurrent connections. Default 20.
+	UserConnections int `toml:"user_connections"`
 }
 
 // DKIMConfig times DKIM key rotation. Durations are Go duration strings
@@ -180,6 +220,12 @@ func defaultConfig() Config {
 			IMAPS:       "127.0.0.1:9930",
 			Admin:       "127.0.0.1:8025",
 		},
+		Inbound: InboundConfig{
+			MaxMessageBytes:     25 << 20,
+			MaxRecipients:       100,
+			MaxConnectionsPerIP: 20,
+		},
+		IMAP: IMAPConfig{TenantConnections: 200, UserConnections: 20},
 		DKIM: DKIMConfig{
 			PublishDelay:     Duration(48 * time.Hour),
 			RetireDelay:      Duration(48 * time.Hour),
@@ -254,6 +300,62 @@ func decodeError(name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
+// validateInbound checks [inbound] and [imap].
+func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
+	in := &c.Inbound
+	if in.LMTP != "" {
+		if path, ok := strings.CutPrefix(in.LMTP, "unix:"); ok {
+			if !strings.HasPrefix(path, "/") {
+				bad("inbound.lmtp", "%q: want unix:/absolute/path or host:port", in.LMTP)
+			}
+		} else if err := checkHostPort(in.LMTP, false, false); err != nil {
+			bad("inbound.lmtp", "%q: %v (want unix:/path or host:port)", in.LMTP, err)
+		}
+	}
+	if in.MaxMessageBytes < 1024 || in.MaxMessageBytes > 1<<30 {
+		bad("inbound.max_message_bytes", "%d: want 1024 to 1073741824", in.MaxMessageBytes)
+	}
+	if in.MaxRecipients < 1 || in.MaxRecipients > 10000 {
+		bad("inbound.max_recipients", "%d: want 1 to 10000", in.MaxRecipients)
+	}
+	if in.MaxConnectionsPerIP < 1 {
+		bad("inbound.max_connections_per_ip", "%d: want at least 1", in.MaxConnectionsPerIP)
+	}
+	for key, addr := range map[string]string{
+		"inbound.dmarc_report_address": in.DMARCReportAddress,
+		"inbound.complaint_address":    in.ComplaintAddress,
+	} {
+		if addr == "" {
+			continue // the default at the hostname
+		}
+		if norm, err := tenant.NormalizeAddress(addr); err != nil || norm != addr {
+			bad(key, "%q: want a mail address in lower case, like dmarc-reports@mx.example.net", addr)
+		}
+	}
+	if c.IMAP.TenantConnections < 1 {
+		bad("imap.tenant_connections", "%d: want at least 1", c.IMAP.TenantConnections)
+	}
+	if c.IMAP.UserConnections < 1 || c.IMAP.UserConnections > max(c.IMAP.TenantConnections, 1) {
+		bad("imap.user_connections", "%d: want 1 to tenant_connections", c.IMAP.UserConnections)
+	}
+}
+
+// dmarcReportAddress is where DMARC aggregate reports come.
+func (c *Config) dmarcReportAddress() string {
+	if c.Inbound.DMARCReportAddress != "" {
+		return c.Inbound.DMARCReportAddress
+	}
+	return dmarcReportLocalPart + "@" + c.Hostname
+}
+
+// complaintAddress is where feedback-loop complaints come.
+func (c *Config) complaintAddress() string {
+	if c.Inbound.ComplaintAddress != "" {
+		return c.Inbound.ComplaintAddress
+	}
+	return complaintLocalPart + "@" + c.Hostname
+}
+
 // validate reports every problem in c, each naming its key, in one error.
 func (c *Config) validate() error {
 	var problems []string
@@ -276,6 +378,7 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
+	c.validateInbound(bad)
 
 	for _, l := range []struct{ key, addr string }{
 		{"listen.mx", c.Listen.MX},

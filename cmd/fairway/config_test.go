@@ -34,6 +34,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 			RotationInterval: Duration(90 * 24 * time.Hour),
 			CheckInterval:    Duration(time.Minute),
 		},
+		Inbound: InboundConfig{MaxMessageBytes: 25 << 20, MaxRecipients: 100, MaxConnectionsPerIP: 20},
+		IMAP:    IMAPConfig{TenantConnections: 200, UserConnections: 20},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -172,6 +174,20 @@ sources = [{ ip = "127.0.0.3" }]
 			name:    "invalid hostname",
 			toml:    "hostname = \"mx example\"\n",
 			wantErr: []string{`hostname: "mx example" is not a valid domain name`},
+		},
+		{
+			name: "inbound and imap limits",
+			toml: "[inbound]\nlmtp = \"unix:relative/sock\"\nmax_message_bytes = 10\nmax_recipients = 0\n" +
+				"max_connections_per_ip = -1\ndmarc_report_address = \"not an address\"\ncomplaint_address = \"FBL@Example.net\"\n" +
+				"[imap]\ntenant_connections = 5\nuser_connections = 6\n",
+			wantErr: []string{`inbound.lmtp: "unix:relative/sock"`, "inbound.max_message_bytes: 10", "inbound.max_recipients: 0",
+				"inbound.max_connections_per_ip: -1", `inbound.dmarc_report_address: "not an address"`,
+				`inbound.complaint_address: "FBL@Example.net"`, "imap.user_connections: 6"},
+		},
+		{
+			name:    "lmtp host without port",
+			toml:    "[inbound]\nlmtp = \"dovecot.internal\"\n",
+			wantErr: []string{`inbound.lmtp: "dovecot.internal"`},
 		},
 		{
 			name:    "empty data_dir",
