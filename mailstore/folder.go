@@ -1,0 +1,664 @@
+package mailstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+// folder is one Maildir folder and its index. Once loaded, its message
+// list stays in memory (sorted by UID) and is shared by every IMAP session
+// that selects it; deliveries to a folder not loaded only touch the index.
+type folder struct {
+	mb *mailbox
+	id uint32
+
+	mu      sync.Mutex // guards everything below
+	name    string
+	dir     string
+	meta    folderMeta
+	loaded  bool
+	msgs    []*message
+	tracker *imapserver.MailboxTracker // nil until loaded
+	closed  bool                       // store closed
+	gone    bool                       // folder deleted
+	// Modification times of new/ and cur/ at the last scan: unchanged
+	// means no other tool touched the folder since.
+	newMtime, curMtime time.Time
+}
+
+func newFolder(mb *mailbox, name string, id uint32, meta folderMeta) *folder {
+	return &folder{mb: mb, id: id, name: name, dir: folderDir(mb.root, name), meta: meta}
+}
+
+var errFolderGone = errors.New("mailstore: folder was deleted")
+
+func (f *folder) usable() error {
+	switch {
+	case f.closed:
+		return errClosed
+	case f.gone:
+		return errFolderGone
+	}
+	return nil
+}
+
+// load loads the index into memory, then reconciles it with the files.
+func (f *folder) load() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loadLocked()
+}
+
+func (f *folder) loadLocked() error {
+	if err := f.usable(); err != nil {
+		return err
+	}
+	if !f.loaded {
+		msgs, err := f.readIndex()
+		if err != nil {
+			return err
+		}
+		f.msgs = msgs
+		f.loaded = true
+	}
+	return f.reconcileLocked()
+}
+
+func (f *folder) readIndex() ([]*message, error) {
+	db := f.mb.s.db
+	lo, hi := msgPrefix(f.id), msgPrefix(f.id+1)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: read index: %w", err)
+	}
+	defer it.Close()
+	msgs := make([]*message, 0, f.meta.Count)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != len(lo)+4 {
+			continue
+		}
+		uid := uint32(k[len(k)-4])<<24 | uint32(k[len(k)-3])<<16 | uint32(k[len(k)-2])<<8 | uint32(k[len(k)-1])
+		m, err := decodeMessage(uid, append([]byte(nil), it.Value()...))
+		if err != nil {
+			continue // the file is found again by reconcile and gets a new UID
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, it.Error()
+}
+
+type diskFile struct {
+	name  string
+	inCur bool
+	flags uint8
+}
+
+// reconcileLocked compares the index with the files in new/ and cur/:
+// files gone are expunged, flags changed by other tools are taken over,
+// new files get the next UIDs. Existing messages keep their UIDs.
+func (f *folder) reconcileLocked() error {
+	newInfo, err1 := os.Stat(filepath.Join(f.dir, "new"))
+	curInfo, err2 := os.Stat(filepath.Join(f.dir, "cur"))
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("mailstore: folder %s: %w", f.name, errors.Join(err1, err2))
+	}
+	if f.tracker != nil && newInfo.ModTime().Equal(f.newMtime) && curInfo.ModTime().Equal(f.curMtime) {
+		return nil
+	}
+	newNames, err := readNames(filepath.Join(f.dir, "new"))
+	if err != nil {
+		return fmt.Errorf("mailstore: scan %s: %w", f.name, err)
+	}
+	curNames, err := readNames(filepath.Join(f.dir, "cur"))
+	if err != nil {
+		return fmt.Errorf("mailstore: scan %s: %w", f.name, err)
+	}
+	disk := make(map[string]diskFile, len(newNames)+len(curNames))
+	for _, n := range newNames {
+		if n == "" || n[0] == '.' {
+			continue
+		}
+		base, _ := splitName(n)
+		disk[base] = diskFile{name: n}
+	}
+	for _, n := range curNames {
+		if n == "" || n[0] == '.' {
+			continue
+		}
+		base, info := splitName(n)
+		disk[base] = diskFile{name: n, inCur: true, flags: infoFlags(info)}
+	}
+
+	s := f.mb.s
+	b := s.db.NewBatch()
+	defer b.Close()
+	var removed []int // indexes into f.msgs, ascending
+	var removedBytes int64
+	for i, m := range f.msgs {
+		d, ok := disk[m.base]
+		if !ok {
+			removed = append(removed, i)
+			removedBytes += m.size
+			_ = b.Delete(msgKey(f.id, m.uid), nil)
+			continue
+		}
+		delete(disk, m.base)
+		if d.inCur != m.inCur || (d.inCur && d.flags != m.flags) {
+			m.inCur = d.inCur
+			if d.inCur {
+				m.flags = d.flags
+			}
+			_ = b.Set(msgKey(f.id, m.uid), m.encode(), nil)
+			if f.tracker != nil {
+				f.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.uid), m.flagList(), nil)
+			}
+		}
+	}
+	// New files, in name order (which starts with the delivery time).
+	added := make([]diskFile, 0, len(disk))
+	for _, d := range disk {
+		added = append(added, d)
+	}
+	sort.Slice(added, func(i, j int) bool { return added[i].name < added[j].name })
+	var addedMsgs []*message
+	var addedBytes int64
+	for _, d := range added {
+		m, err := f.indexFile(d)
+		if err != nil {
+			s.log.Warn("skipping unreadable message file", "tenant", f.mb.tenant, "mailbox", f.mb.addr,
+				"folder", f.name, "file", d.name, "err", err)
+			continue
+		}
+		m.uid = f.meta.UIDNext
+		f.meta.UIDNext++
+		addedMsgs = append(addedMsgs, m)
+		addedBytes += m.size
+		_ = b.Set(msgKey(f.id, m.uid), m.encode(), nil)
+	}
+	if !b.Empty() {
+		f.meta.Count = f.meta.Count - uint32(len(removed)) + uint32(len(addedMsgs))
+		f.meta.Bytes += addedBytes - removedBytes
+		_ = b.Set(metaKey(f.id), f.meta.encode(), nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("mailstore: index: %w", err)
+		}
+		s.addUsage(f.mb, addedBytes-removedBytes)
+	}
+	if f.meta.Count != uint32(len(f.msgs)-len(removed)+len(addedMsgs)) {
+		// The meta drifted from the records (a crash between writes of an
+		// older version): trust the records.
+		f.meta.Count = uint32(len(f.msgs) - len(removed) + len(addedMsgs))
+	}
+	if len(removed) > 0 {
+		kept := f.msgs[:0]
+		ri := 0
+		for i, m := range f.msgs {
+			if ri < len(removed) && removed[ri] == i {
+				ri++
+				continue
+			}
+			kept = append(kept, m)
+		}
+		if f.tracker != nil {
+			for i := len(removed) - 1; i >= 0; i-- {
+				f.tracker.QueueExpunge(uint32(removed[i] + 1))
+			}
+		}
+		clear(f.msgs[len(kept):])
+		f.msgs = kept
+	}
+	f.msgs = append(f.msgs, addedMsgs...)
+	if f.tracker == nil {
+		f.tracker = imapserver.NewMailboxTracker(uint32(len(f.msgs)))
+	} else if len(addedMsgs) > 0 {
+		f.tracker.QueueNumMessages(uint32(len(f.msgs)))
+	}
+	f.newMtime, f.curMtime = newInfo.ModTime(), curInfo.ModTime()
+	return nil
+}
+
+// indexFile reads a message file found on disk (another tool's, or one
+// whose index entry was lost).
+func (f *folder) indexFile(d diskFile) (*message, error) {
+	sub := "new"
+	if d.inCur {
+		sub = "cur"
+	}
+	p := filepath.Join(f.dir, sub, d.name)
+	fh, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file")
+	}
+	if st.Size() > f.mb.s.maxSize {
+		return nil, fmt.Errorf("file of %d bytes is over the size limit", st.Size())
+	}
+	body, err := io.ReadAll(io.LimitReader(fh, f.mb.s.maxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	body = toCRLF(body)
+	base, _ := splitName(d.name)
+	return &message{
+		base:  base,
+		inCur: d.inCur,
+		flags: d.flags,
+		date:  st.ModTime().UnixNano(),
+		size:  int64(len(body)),
+		env:   encodeEnvelope(headerOf(body)),
+	}, nil
+}
+
+// refreshMtimesLocked records the directories' times after our own change,
+// so that it does not cost a rescan.
+func (f *folder) refreshMtimesLocked() {
+	if f.tracker == nil {
+		return
+	}
+	if st, err := os.Stat(filepath.Join(f.dir, "new")); err == nil {
+		f.newMtime = st.ModTime()
+	}
+	if st, err := os.Stat(filepath.Join(f.dir, "cur")); err == nil {
+		f.curMtime = st.ModTime()
+	}
+}
+
+var errTooBig = errors.New("mailstore: message too big")
+
+// appendMessage stores body (CRLF) with the given flags and INTERNALDATE
+// (zero: now) and returns its UID, durable on return.
+func (f *folder) appendMessage(body []byte, flags uint8, keywords []string, date time.Time, enforceQuota bool) (uint32, error) {
+	s := f.mb.s
+	if int64(len(body)) > s.maxSize {
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", errTooBig, len(body), s.maxSize)
+	}
+	now := s.clock.Now()
+	base := s.names.next(now, int64(len(body)))
+	tmp := filepath.Join(f.dir, "tmp", base)
+	if err := writeSynced(tmp, body); err != nil {
+		return 0, err
+	}
+	if date.IsZero() {
+		date = now
+	}
+	m := &message{base: base, flags: flags, keywords: keywords, date: date.UnixNano(),
+		size: int64(len(body)), env: encodeEnvelope(headerOf(body))}
+	uid, err := f.commitFile(tmp, m, enforceQuota)
+	if err != nil {
+		os.Remove(tmp)
+		return 0, err
+	}
+	return uid, nil
+}
+
+// writeSynced creates name with data and fsyncs it.
+func writeSynced(name string, data []byte) error {
+	fh, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("mailstore: write: %w", err)
+	}
+	_, err = fh.Write(data)
+	if err == nil {
+		err = fh.Sync()
+	}
+	if cerr := fh.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return fmt.Errorf("mailstore: write: %w", err)
+	}
+	return nil
+}
+
+// commitFile moves a durable file from tmp/ into new/ (or cur/ if it has
+// flags), fsyncs the directory and commits its index record; m gets the
+// next UID.
+func (f *folder) commitFile(tmp string, m *message, enforceQuota bool) (uint32, error) {
+	s := f.mb.s
+	undo, err := s.reserve(f.mb, m.size, enforceQuota)
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		undo()
+		return 0, err
+	}
+	m.inCur = m.flags != 0
+	dst := filepath.Join(f.dir, m.relPath())
+	if err := os.Rename(tmp, dst); err != nil {
+		undo()
+		return 0, fmt.Errorf("mailstore: deliver: %w", err)
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		os.Rename(dst, tmp)
+		undo()
+		return 0, err
+	}
+	meta := f.meta
+	m.uid = meta.UIDNext
+	meta.UIDNext++
+	meta.Count++
+	meta.Bytes += m.size
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(msgKey(f.id, m.uid), m.encode(), nil)
+	_ = b.Set(metaKey(f.id), meta.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		// The file stays: the next scan indexes it (at least once, never
+		// lost).
+		undo()
+		return 0, fmt.Errorf("mailstore: index: %w", err)
+	}
+	f.meta = meta
+	if f.loaded {
+		f.msgs = append(f.msgs, m)
+		f.tracker.QueueNumMessages(uint32(len(f.msgs)))
+		f.refreshMtimesLocked()
+	}
+	return m.uid, nil
+}
+
+// copyInto copies messages of src into f (COPY, MOVE), hard-linking the
+// files where it can. It returns the source and destination UIDs.
+func (f *folder) copyInto(src *folder, msgs []*message, enforceQuota bool) (srcUIDs, dstUIDs []uint32, err error) {
+	s := f.mb.s
+	for _, m := range msgs {
+		src.mu.Lock()
+		from := filepath.Join(src.dir, m.relPath())
+		cp := *m
+		cp.keywords = append([]string(nil), m.keywords...)
+		src.mu.Unlock()
+		cp.base = s.names.next(s.clock.Now(), cp.size)
+		tmp := filepath.Join(f.dir, "tmp", cp.base)
+		if err := os.Link(from, tmp); err != nil {
+			data, rerr := os.ReadFile(from)
+			if rerr != nil {
+				return srcUIDs, dstUIDs, fmt.Errorf("mailstore: copy: %w", rerr)
+			}
+			if err := writeSynced(tmp, data); err != nil {
+				return srcUIDs, dstUIDs, err
+			}
+		}
+		uid, err := f.commitFile(tmp, &cp, enforceQuota)
+		if err != nil {
+			os.Remove(tmp)
+			return srcUIDs, dstUIDs, err
+		}
+		srcUIDs = append(srcUIDs, m.uid)
+		dstUIDs = append(dstUIDs, uid)
+	}
+	return srcUIDs, dstUIDs, nil
+}
+
+// readBody returns a message's content in CRLF form.
+func (f *folder) readBody(m *message) ([]byte, error) {
+	for try := 0; try < 3; try++ {
+		f.mu.Lock()
+		p := filepath.Join(f.dir, m.relPath())
+		f.mu.Unlock()
+		b, err := os.ReadFile(p)
+		if err == nil {
+			return toCRLF(b), nil
+		}
+		if !os.IsNotExist(err) {
+			return nil, fmt.Errorf("mailstore: read message: %w", err)
+		}
+		// Renamed by a flag change meanwhile: look again.
+	}
+	return nil, fmt.Errorf("mailstore: message %d vanished", m.uid)
+}
+
+// flagList is the IMAP form of the message's flags.
+func (m *message) flagList() []imap.Flag {
+	l := make([]imap.Flag, 0, 2+len(m.keywords))
+	for _, fl := range flagLetters {
+		if m.flags&fl.bit != 0 {
+			l = append(l, imap.Flag(fl.imap))
+		}
+	}
+	for _, k := range m.keywords {
+		l = append(l, imap.Flag(k))
+	}
+	return l
+}
+
+// parseFlags splits IMAP flags into Maildir flags and keywords (\Recent
+// and unknown system flags are dropped).
+func parseFlags(flags []imap.Flag) (uint8, []string) {
+	var bits uint8
+	var kw []string
+outer:
+	for _, fl := range flags {
+		for _, l := range flagLetters {
+			if equalFold(string(fl), l.imap) {
+				bits |= l.bit
+				continue outer
+			}
+		}
+		if len(fl) == 0 || fl[0] == '\\' || len(fl) > 64 {
+			continue
+		}
+		for _, k := range kw {
+			if equalFold(k, string(fl)) {
+				continue outer
+			}
+		}
+		if len(kw) < 32 {
+			kw = append(kw, string(fl))
+		}
+	}
+	return bits, kw
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// storeFlags applies a STORE to the messages at the given indexes and
+// returns the messages changed. Flag letters are mirrored in the file name
+// (a rename into cur/); the index write is not fsynced: the file name is
+// the durable record of the Maildir flags.
+func (f *folder) storeFlags(idx []int, op imap.StoreFlagsOp, flags []imap.Flag, source *imapserver.SessionTracker) error {
+	bits, kw := parseFlags(flags)
+	s := f.mb.s
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var firstErr error
+	for _, i := range idx {
+		if i < 0 || i >= len(f.msgs) {
+			continue
+		}
+		m := f.msgs[i]
+		nb, nkw := m.flags, m.keywords
+		switch op {
+		case imap.StoreFlagsSet:
+			nb, nkw = bits, kw
+		case imap.StoreFlagsAdd:
+			nb |= bits
+			nkw = mergeKeywords(nkw, kw, true)
+		case imap.StoreFlagsDel:
+			nb &^= bits
+			nkw = mergeKeywords(nkw, kw, false)
+		}
+		if nb == m.flags && sameKeywords(nkw, m.keywords) {
+			continue
+		}
+		if nb != m.flags || !m.inCur {
+			from := filepath.Join(f.dir, m.relPath())
+			to := filepath.Join(f.dir, "cur", m.base+infoString(nb))
+			if err := os.Rename(from, to); err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("mailstore: store flags: %w", err)
+				}
+				continue
+			}
+			m.inCur = true
+		}
+		m.flags, m.keywords = nb, nkw
+		_ = b.Set(msgKey(f.id, m.uid), m.encode(), nil)
+		f.tracker.QueueMessageFlags(uint32(i+1), imap.UID(m.uid), m.flagList(), source)
+	}
+	if !b.Empty() {
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("mailstore: index: %w", err)
+		}
+		f.refreshMtimesLocked()
+	}
+	return firstErr
+}
+
+func mergeKeywords(cur, change []string, add bool) []string {
+	out := make([]string, 0, len(cur)+len(change))
+	for _, k := range cur {
+		drop := false
+		for _, c := range change {
+			if equalFold(k, c) {
+				drop = true
+			}
+		}
+		if !drop {
+			out = append(out, k)
+		}
+	}
+	if add {
+		out = append(out, change...)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func sameKeywords(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// expunge removes the messages flagged \Deleted (among uids if not nil)
+// and returns their sequence numbers as they were, highest first.
+func (f *folder) expunge(uids *imap.UIDSet, only map[uint32]bool) ([]uint32, error) {
+	s := f.mb.s
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.usable(); err != nil {
+		return nil, err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	var seqs []uint32
+	var freed int64
+	kept := make([]*message, 0, len(f.msgs))
+	for i, m := range f.msgs {
+		del := m.flags&flagTrashed != 0
+		if only != nil {
+			del = only[m.uid]
+		}
+		if del && uids != nil && !uids.Contains(imap.UID(m.uid)) {
+			del = false
+		}
+		if !del {
+			kept = append(kept, m)
+			continue
+		}
+		if err := os.Remove(filepath.Join(f.dir, m.relPath())); err != nil && !os.IsNotExist(err) {
+			kept = append(kept, m)
+			s.log.Warn("expunge: remove file", "tenant", f.mb.tenant, "mailbox", f.mb.addr, "err", err)
+			continue
+		}
+		_ = b.Delete(msgKey(f.id, m.uid), nil)
+		seqs = append(seqs, uint32(i+1))
+		freed += m.size
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	f.meta.Count -= uint32(len(seqs))
+	f.meta.Bytes -= freed
+	_ = b.Set(metaKey(f.id), f.meta.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return nil, fmt.Errorf("mailstore: index: %w", err)
+	}
+	s.addUsage(f.mb, -freed)
+	f.msgs = kept
+	for i, j := 0, len(seqs)-1; i < j; i, j = i+1, j-1 {
+		seqs[i], seqs[j] = seqs[j], seqs[i]
+	}
+	for _, sq := range seqs {
+		f.tracker.QueueExpunge(sq)
+	}
+	f.refreshMtimesLocked()
+	return seqs, nil
+}
+
+// status is a folder's STATUS counters.
+type status struct {
+	messages, unseen, deleted uint32
+	size                      int64
+	uidNext, uidValidity      uint32
+}
+
+func (f *folder) status() (status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.loadLocked(); err != nil {
+		return status{}, err
+	}
+	st := status{messages: uint32(len(f.msgs)), size: f.meta.Bytes, uidNext: f.meta.UIDNext, uidValidity: f.meta.UIDValidity}
+	for _, m := range f.msgs {
+		if m.flags&flagSeen == 0 {
+			st.unseen++
+		}
+		if m.flags&flagTrashed != 0 {
+			st.deleted++
+		}
+	}
+	return st, nil
+}
