@@ -338,6 +338,8 @@ func (e *e2eEnv) run(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/accepted.Seconds(), "accepted-msgs/s")
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "delivered-msgs/s")
+	// Sessions the sink saw: connection reuse at work (few) or not (many).
+	b.ReportMetric(float64(after.sessions-before.sessions), "sink-sessions")
 }
 
 // sendAll has client i send shares[i] messages, all clients at once,

@@ -57,7 +57,7 @@ const (
 	DefaultCommandTimeout  = 5 * time.Minute  // RFC 5321 section 4.5.3.2: MAIL, RCPT, greeting
 	DefaultDataTimeout     = 10 * time.Minute // RFC 5321 section 4.5.3.2.6: reply after the final dot
 	DefaultIdleTimeout     = 10 * time.Second
-	DefaultMaxIdlePerSite  = 4
+	DefaultMaxIdlePerSite  = 16
 	DefaultMaxConnMessages = 100
 )
 
@@ -91,7 +91,7 @@ type DeliveryOptions struct {
 	// reply to the final dot (default 10 min).
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 	// IdleTimeout is how long an idle connection is kept for reuse (default
-	// 10 s), MaxIdlePerSite how many per (pool, site) (default 4), and
+	// 10 s), MaxIdlePerSite how many per (pool, site) (default 16, fairq's default lane concurrency, so a busy lane's connections all stay), and
 	// MaxConnMessages how many transactions one connection runs before it is
 	// closed (default 100).
 	IdleTimeout     time.Duration
