@@ -27,12 +27,12 @@ const (
 // Maildir info flags (the letters after ":2,"), in the order the Maildir
 // specification wants them written (ASCII order).
 const (
-	flagDraft    uint8 = 1 << iota // D  \Draft
-	flagFlagged                    // F  \Flagged
-	flagPassed                     // P  $Forwarded
-	flagReplied                    // R  \Answered
-	flagSeen                       // S  \Seen
-	flagTrashed                    // T  \Deleted
+	flagDraft   uint8 = 1 << iota // D  \Draft
+	flagFlagged                   // F  \Flagged
+	flagPassed                    // P  $Forwarded
+	flagReplied                   // R  \Answered
+	flagSeen                      // S  \Seen
+	flagTrashed                   // T  \Deleted
 )
 
 var flagLetters = [...]struct {

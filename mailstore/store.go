@@ -64,7 +64,7 @@ type Store struct {
 	lastID    uint32
 	lastUIDV  uint32
 	closed    bool
-	usageMu   sync.Mutex // leaf lock: usage, tenantUse
+	usageMu   sync.Mutex       // leaf lock: usage, tenantUse
 	usage     map[string]int64 // address -> bytes in all its folders
 	tenantUse map[string]int64 // tenant -> bytes
 }
