@@ -91,9 +91,10 @@ type DeliveryOptions struct {
 	// reply to the final dot (default 10 min).
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 	// IdleTimeout is how long an idle connection is kept for reuse (default
-	// 10 s), MaxIdlePerSite how many per (pool, site) (default 16, fairq's default lane concurrency, so a busy lane's connections all stay), and
-	// MaxConnMessages how many transactions one connection runs before it is
-	// closed (default 100).
+	// 10 s), MaxIdlePerSite how many per (pool, site) (default 16, fairq's
+	// default lane concurrency, so a busy lane keeps all its connections),
+	// and MaxConnMessages how many transactions one connection runs before
+	// it is closed (default 100).
 	IdleTimeout     time.Duration
 	MaxIdlePerSite  int
 	MaxConnMessages int
