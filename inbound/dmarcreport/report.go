@@ -123,6 +123,7 @@ func malformed(format string, args ...any) error {
 // *MalformedError.
 func ParseReport(data []byte, lim ParseLimits) (Report, error) {
 	lim = lim.withDefaults()
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 	raw := xml.NewDecoder(bytes.NewReader(data))
 	raw.CharsetReader = charsetReader
 	tr := &boundedTokens{d: raw, maxTokens: lim.MaxTokens, maxDepth: lim.MaxDepth}

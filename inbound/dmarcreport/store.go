@@ -105,7 +105,23 @@ type Store struct {
 	// and the rejected list's sequence and pruning.
 	mu  sync.Mutex
 	seq uint32
+	// life guards closing: every use of db holds it shared.
+	life   sync.RWMutex
+	closed bool
 }
+
+// open holds the store open for one operation; release with done.
+func (s *Store) open() (done func(), err error) {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return nil, ErrClosed
+	}
+	return s.life.RUnlock, nil
+}
+
+// ErrClosed is Ingest's answer after Close.
+var ErrClosed = errors.New("dmarcreport: store closed")
 
 // Open opens (creating) the report store in dir.
 func Open(dir string, o Options) (*Store, error) {
@@ -134,8 +150,12 @@ func Open(dir string, o Options) (*Store, error) {
 
 // Close closes the store.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("dmarcreport: close: %w", err)
 	}
@@ -272,6 +292,11 @@ func (s *Store) store(rep *Report) (stored bool, reason string, err error) {
 		return false, "", fmt.Errorf("dmarcreport: encoding report: %w", err)
 	}
 
+	done, err := s.open()
+	if err != nil {
+		return false, "", err
+	}
+	defer done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	dk := dedupKey(domain, hash)
@@ -339,6 +364,11 @@ func (s *Store) reject(message []byte, env Envelope, reason string, rep *Report)
 	if rep != nil {
 		r.Domain, r.Tenant, r.Org, r.ReportID = rep.Domain, rep.Tenant, truncate(rep.Org, 200), truncate(rep.ReportID, 200)
 	}
+	done, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
@@ -395,6 +425,11 @@ func (s *Store) pruneRejected(b *pebble.Batch) error {
 
 // Rejected returns up to limit rejected messages, newest first.
 func (s *Store) Rejected(limit int) ([]RejectedReport, error) {
+	done, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(pfxRejected), UpperBound: []byte("x\x01")})
 	if err != nil {
 		return nil, fmt.Errorf("dmarcreport: rejected: %w", err)
@@ -416,6 +451,11 @@ func (s *Store) Rejected(limit int) ([]RejectedReport, error) {
 
 // reports calls f with each stored report of domain beginning in [from, to].
 func (s *Store) reports(domain string, from, to time.Time, f func(*Report)) error {
+	done, err := s.open()
+	if err != nil {
+		return err
+	}
+	defer done()
 	iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: beginKey(domain, from), UpperBound: beginKey(domain, to.Add(time.Second))})
 	if err != nil {
 		return fmt.Errorf("dmarcreport: reports of %s: %w", domain, err)
