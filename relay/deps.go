@@ -23,6 +23,13 @@ type Directory interface {
 	DKIMSigners(domain string) []tenant.DKIMSigner
 }
 
+// AuthLimiter throttles password guessing per client address
+// (*tenant.AuthLimiter).
+type AuthLimiter interface {
+	Allow(ip netip.Addr, now time.Time) bool
+	Failed(ip netip.Addr, now time.Time)
+}
+
 // Spool is where accepted mail goes: fairq.
 type Spool interface {
 	Enqueue(ctx context.Context, m *fairq.Message) (fairq.MsgID, error)

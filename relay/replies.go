@@ -24,6 +24,7 @@ var (
 	errAuthRequired    = errors.New("authentication required")
 	errAuthFailed      = errors.New("authentication failed")
 	errAuthMalformed   = errors.New("malformed SASL exchange")
+	errAuthThrottled   = errors.New("too many failed logins from the client's address")
 	errAuthMechanism   = errors.New("unsupported SASL mechanism")
 	errNestedMail      = errors.New("MAIL inside a transaction")
 	errAuthInTx        = errors.New("AUTH inside a transaction")
@@ -82,6 +83,7 @@ const (
 	reasonTLSRequired     = "tls_required"
 	reasonAuthRequired    = "auth_required"
 	reasonAuthFailed      = "auth_failed"
+	reasonAuthThrottled   = "auth_throttled"
 	reasonAuthProtocol    = "auth_protocol"
 	reasonProtocol        = "protocol"
 	reasonNullSender      = "null_sender"
@@ -124,6 +126,9 @@ func submissionReply(err error) (*smtp.SMTPError, string) {
 	case errors.Is(err, errAuthFailed):
 		// RFC 4954 §6: 535 5.7.8, whatever was wrong, bare local part included.
 		return submitReply(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid"), reasonAuthFailed
+	case errors.Is(err, errAuthThrottled):
+		// RFC 4954 §6: 454 4.7.0 temporary authentication failure.
+		return submitReply(454, smtp.EnhancedCode{4, 7, 0}, "Too many failed logins from your address, try again later"), reasonAuthThrottled
 	case errors.Is(err, errAuthMalformed):
 		return submitReply(501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication exchange"), reasonAuthProtocol
 	case errors.Is(err, errAuthMechanism):

@@ -24,6 +24,7 @@ func TestSubmissionReplyClasses(t *testing.T) {
 		{errTLSRequired, 530, smtp.EnhancedCode{5, 7, 0}, reasonTLSRequired},
 		{errAuthRequired, 530, smtp.EnhancedCode{5, 7, 0}, reasonAuthRequired},
 		{errAuthFailed, 535, smtp.EnhancedCode{5, 7, 8}, reasonAuthFailed},
+		{errAuthThrottled, 454, smtp.EnhancedCode{4, 7, 0}, reasonAuthThrottled},
 		{&senderError{Addr: "b@x.example"}, 553, smtp.EnhancedCode{5, 7, 1}, reasonSenderNotOwned},
 		{&senderError{Addr: "b@x.example", Header: true}, 553, smtp.EnhancedCode{5, 7, 1}, reasonSenderNotOwned},
 		{errNullSender, 553, smtp.EnhancedCode{5, 7, 1}, reasonNullSender},

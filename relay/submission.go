@@ -84,6 +84,10 @@ type SubmissionOptions struct {
 	// Limiter counts recipients against the send limits; default
 	// NewRateLimiter() (in process).
 	Limiter Limiter
+	// AuthLimiter refuses AUTH (454 4.7.0) from an address with too many
+	// failed logins, before checking the password; default
+	// tenant.NewAuthLimiter with its defaults. Share one with IMAP.
+	AuthLimiter AuthLimiter
 	// Registerer receives the submission metrics; default a private
 	// registry (nothing exported).
 	Registerer prometheus.Registerer
@@ -130,6 +134,9 @@ func NewSubmission(o SubmissionOptions) (*Submission, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.AuthLimiter == nil {
+		o.AuthLimiter = tenant.NewAuthLimiter(tenant.AuthLimiterOptions{})
 	}
 	if o.Limiter == nil {
 		o.Limiter = NewRateLimiter()
@@ -379,9 +386,13 @@ func (ss *subSession) Auth(mech string) (sasl.Server, error) {
 // authenticate checks a full address and password. The password is never
 // logged; the address tried is.
 func (ss *subSession) authenticate(address, password string) error {
+	if !ss.s.opts.AuthLimiter.Allow(ss.ip, ss.s.opts.Clock.Now()) {
+		return ss.refuse(errAuthThrottled, "", "tried", echoSafe(address))
+	}
 	id, err := ss.s.opts.Directory.Authenticate(address, password)
 	switch {
 	case errors.Is(err, tenant.ErrAuth):
+		ss.s.opts.AuthLimiter.Failed(ss.ip, ss.s.opts.Clock.Now())
 		return ss.refuse(errAuthFailed, "", "tried", echoSafe(address))
 	case err != nil:
 		return ss.refuse(fmt.Errorf("authenticate: %w", err), "", "tried", echoSafe(address))

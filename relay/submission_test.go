@@ -893,3 +893,19 @@ func testutilCounter(t *testing.T, m *submissionMetrics) float64 {
 	}
 	return d.GetCounter().GetValue()
 }
+
+func TestSubmissionAuthThrottledAfterRepeatedFailures(t *testing.T) {
+	limiter := tenant.NewAuthLimiter(tenant.AuthLimiterOptions{Failures: 3, Refill: time.Minute})
+	e := newSubEnv(t, subEnvConfig{options: func(o *SubmissionOptions) { o.AuthLimiter = limiter }})
+	for range 3 {
+		wantReply(t, e.dialTLS().Auth(sasl.NewPlainClient("", subAlice, "guess-guess-guess")), 535, smtp.EnhancedCode{5, 7, 8})
+	}
+	// Now even the right password is refused, without being checked.
+	wantReply(t, e.dialTLS().Auth(sasl.NewPlainClient("", subAlice, subPassword)), 454, smtp.EnhancedCode{4, 7, 0})
+	if n := e.counter("fairway_submission_rejections_total", map[string]string{"reason": reasonAuthThrottled}); n != 1 {
+		t.Fatalf("auth_throttled rejections: %v, want 1", n)
+	}
+	// A token comes back after the refill interval.
+	e.clk.Advance(61 * time.Second)
+	e.login(subAlice)
+}

@@ -156,7 +156,9 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	}()
 	open.add(func() error { stopDelivery(); <-deliveryDone; return nil }) // before the queue closes
 
-	if err := startSubmission(cfg, dir, queue, registry, log, &open); err != nil {
+	// One password-guessing limiter for every port that checks passwords.
+	authLimiter := tenant.NewAuthLimiter(tenant.AuthLimiterOptions{})
+	if err := startSubmission(cfg, dir, queue, authLimiter, registry, log, &open); err != nil {
 		return err
 	}
 
@@ -270,8 +272,8 @@ const submissionShutdownTimeout = 10 * time.Second
 // startSubmission serves the submission (STARTTLS) and submissions
 // (implicit TLS) listeners that are configured, with the configured
 // certificate or a self-signed one kept in data_dir.
-func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, reg prometheus.Registerer,
-	log *slog.Logger, open *closers) error {
+func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, authLimiter *tenant.AuthLimiter,
+	reg prometheus.Registerer, log *slog.Logger, open *closers) error {
 	if cfg.Listen.Submission == "" && cfg.Listen.Submissions == "" {
 		return nil
 	}
@@ -280,7 +282,8 @@ func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, reg 
 		return err
 	}
 	sub, err := relay.NewSubmission(relay.SubmissionOptions{Hostname: cfg.Hostname, Directory: dir, Spool: queue,
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, Logger: log, Registerer: reg})
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, AuthLimiter: authLimiter,
+		Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("submission: %w", err)
 	}
