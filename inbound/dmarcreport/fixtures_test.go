@@ -127,7 +127,7 @@ func (r report) fileName() string {
 
 // message is the report mailed the way its reporter mails it: Google and
 // Microsoft a gzip attachment after a text part, Yahoo a zip.
-func (r report) message(t *testing.T) []byte {
+func (r report) message(t testing.TB) []byte {
 	t.Helper()
 	if r.by == yahoo {
 		return mimeMessage("Yahoo DMARC <dmarchelp@yahooinc.com>", "Report Domain: "+r.domain,
