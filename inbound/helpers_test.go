@@ -1,0 +1,489 @@
+package inbound
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"fairway/fairq"
+	"fairway/mailstore"
+	"fairway/tenant"
+	"fairway/tenant/dnstest"
+)
+
+// Test environment of the MX server: a real tenant.Directory and
+// fairq.Queue in temp dirs, a loopback DNS server with the sending
+// domains' SPF, DKIM and DMARC records, the server on 127.0.0.1:0, a fake
+// clock, and an in-memory mail store until mailstore.Store exists.
+
+const testHost = "mx.fairway.test"
+
+// Hosted addresses.
+const (
+	alice = "alice@acme.example"   // tenant acme
+	bob   = "bob@acme.example"     // tenant acme
+	carol = "carol@globex.example" // tenant globex
+	sales = "sales@acme.example"   // alias: alice, bob
+	fwd   = "fwd@acme.example"     // alias: alice and partner@outside.example
+	// The report and complaint addresses.
+	reportAddr    = "dmarc-reports@" + testHost
+	complaintAddr = "abuse-reports@" + testHost
+)
+
+// Sending domains in the DNS server (127.0.0.1 is the test client):
+//
+//	good.example    SPF allows 127.0.0.1, DKIM key s1, DMARC p=reject
+//	reject.example  SPF -all, DKIM key s1, DMARC p=reject
+//	quar.example    SPF -all, DMARC p=quarantine
+//	none.example    SPF -all, no DMARC record
+//	sub.org.example (no record) under org.example: DMARC p=none; sp=reject
+var (
+	testKeyPriv ed25519.PrivateKey
+	testKeyPub  ed25519.PublicKey
+)
+
+func init() {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	testKeyPub, testKeyPriv = pub, priv
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// memStore is an in-memory LocalStore, used until mailstore.Store lands.
+type memStore struct {
+	dir *tenant.Directory
+
+	mu    sync.Mutex
+	boxes map[string]map[string][][]byte // address -> folder -> messages
+	full  map[string]bool
+	fail  map[string]error
+}
+
+func newMemStore(dir *tenant.Directory) *memStore {
+	return &memStore{dir: dir, boxes: map[string]map[string][][]byte{}, full: map[string]bool{}, fail: map[string]error{}}
+}
+
+func (s *memStore) Deliver(_ context.Context, address, folder string, body []byte) error {
+	if _, ok := s.dir.MailboxTenant(address); !ok {
+		return mailstore.ErrNoMailbox
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.full[address] {
+		return mailstore.ErrOverQuota
+	}
+	if err := s.fail[address]; err != nil {
+		return err
+	}
+	if s.boxes[address] == nil {
+		s.boxes[address] = map[string][][]byte{}
+	}
+	s.boxes[address][folder] = append(s.boxes[address][folder], bytes.Clone(body))
+	return nil
+}
+
+func (s *memStore) CheckQuota(address string, _ int64) error {
+	if _, ok := s.dir.MailboxTenant(address); !ok {
+		return mailstore.ErrNoMailbox
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.full[address] {
+		return mailstore.ErrOverQuota
+	}
+	return nil
+}
+
+func (s *memStore) setFull(address string, full bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.full[address] = full
+}
+
+// messages returns what address's folder holds.
+func (s *memStore) messages(address, folder string) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.boxes[address][folder]
+}
+
+// recordingSink is a ReportSink and ComplaintSink that keeps what it gets.
+type recordingSink struct {
+	mu   sync.Mutex
+	got  [][]byte
+	fail error
+}
+
+func (r *recordingSink) Ingest(_ context.Context, m []byte) error    { return r.take(m) }
+func (r *recordingSink) IngestARF(_ context.Context, m []byte) error { return r.take(m) }
+
+func (r *recordingSink) take(m []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return r.fail
+	}
+	r.got = append(r.got, bytes.Clone(m))
+	return nil
+}
+
+func (r *recordingSink) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// syncBuffer collects log output from concurrent sessions.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type env struct {
+	t       testing.TB
+	clk     *testClock
+	dir     *tenant.Directory
+	q       *fairq.Queue
+	store   *memStore
+	reports *recordingSink
+	arf     *recordingSink
+	dns     *dnstest.Server
+	mx      *MX
+	reg     *prometheus.Registry
+	logs    *syncBuffer
+	addr    string
+	client  *tls.Config
+}
+
+type envConfig struct {
+	options  func(*MXOptions)
+	logLevel slog.Level
+}
+
+func newEnv(t testing.TB, cfg envConfig) *env {
+	t.Helper()
+	e := &env{t: t, clk: &testClock{now: time.Date(2026, 11, 25, 13, 0, 0, 0, time.UTC)},
+		reg: prometheus.NewRegistry(), logs: &syncBuffer{}, reports: &recordingSink{}, arf: &recordingSink{}}
+	level := cfg.logLevel
+	if level == 0 {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: level}))
+	e.dns = dnstest.Start(t)
+	dnsKey := "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(testKeyPub)
+	e.dns.SetTXT("good.example", "v=spf1 ip4:127.0.0.1 -all")
+	e.dns.SetTXT("s1._domainkey.good.example", dnsKey)
+	e.dns.SetTXT("_dmarc.good.example", "v=DMARC1; p=reject")
+	e.dns.SetTXT("reject.example", "v=spf1 -all")
+	e.dns.SetTXT("s1._domainkey.reject.example", dnsKey)
+	e.dns.SetTXT("_dmarc.reject.example", "v=DMARC1; p=reject")
+	e.dns.SetTXT("quar.example", "v=spf1 -all")
+	e.dns.SetTXT("_dmarc.quar.example", "v=DMARC1; p=quarantine")
+	e.dns.SetTXT("none.example", "v=spf1 -all")
+	e.dns.SetTXT("_dmarc.org.example", "v=DMARC1; p=none; sp=reject")
+	e.dns.SetTXT("sub.org.example", "v=spf1 -all")
+
+	dir, err := tenant.Open(t.TempDir(), tenant.Options{Logger: log, Clock: e.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dir = dir
+	t.Cleanup(func() { dir.Close() })
+	for _, step := range []error{
+		dir.AddTenant("acme", tenant.Policy{}),
+		dir.AddDomain("acme.example", "acme"),
+		dir.AddMailbox(alice, "a password long enough"),
+		dir.AddMailbox(bob, "a password long enough"),
+		dir.AddTenant("globex", tenant.Policy{}),
+		dir.AddDomain("globex.example", "globex"),
+		dir.AddMailbox(carol, "a password long enough"),
+		dir.AddAlias(sales, alice),
+		dir.AddAlias(sales, bob),
+		dir.AddAlias(fwd, alice),
+		dir.AddAlias(fwd, "partner@outside.example"),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	q, err := fairq.Open(t.TempDir(), fairq.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.q = q
+	t.Cleanup(func() { q.Close() })
+	e.store = newMemStore(dir)
+
+	cert, roots := testCertificate(t)
+	e.client = &tls.Config{RootCAs: roots, ServerName: testHost}
+	opts := MXOptions{
+		Hostname: testHost, Directory: dir, Store: e.store, Spool: q,
+		Reports: e.reports, ReportAddress: reportAddr, Complaints: e.arf, ComplaintAddress: complaintAddr,
+		Resolver: tenant.NewDNSResolver(e.dns.Addr), TLS: &tls.Config{Certificates: []tls.Certificate{cert}},
+		Clock: e.clk, Logger: log, Registerer: e.reg,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
+	}
+	if cfg.options != nil {
+		cfg.options(&opts)
+	}
+	mx, err := NewMX(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mx = mx
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mx.Serve(ln); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := mx.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		<-done
+	})
+	return e
+}
+
+// testCertificate makes a self-signed ECDSA certificate for testHost.
+func testCertificate(t testing.TB) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: testHost}, DNSNames: []string{testHost},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
+}
+
+// policy edits a tenant's policy.
+func (e *env) policy(name string, edit func(p *tenant.Policy)) {
+	e.t.Helper()
+	if err := e.dir.UpdateTenant(name, edit); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// dial connects and says EHLO.
+func (e *env) dial() *smtp.Client {
+	e.t.Helper()
+	c, err := smtp.Dial(e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	if err := c.Hello("client.good.example"); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// buildMessage builds a message from fromAddr; signed with the test key for
+// signDomain if it is not "".
+func buildMessage(t testing.TB, fromAddr, signDomain, extraHeader, body string) []byte {
+	t.Helper()
+	msg := extraHeader + "From: <" + fromAddr + ">\r\nTo: <someone@acme.example>\r\nSubject: test\r\n" +
+		"Date: Wed, 25 Nov 2026 13:00:00 +0000\r\nMessage-ID: <1@test>\r\n\r\n" + body
+	if signDomain == "" {
+		return []byte(msg)
+	}
+	var out bytes.Buffer
+	err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: signDomain, Selector: "s1", Signer: testKeyPriv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// send runs one transaction; it returns the error of the first command
+// that failed (nil if the message was accepted).
+func send(c *smtp.Client, from string, rcpts []string, msg []byte) error {
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			c.Reset()
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(msg); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// code returns "550 5.7.1" for an SMTP error, "" for nil.
+func code(err error) string {
+	if err == nil {
+		return ""
+	}
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return "not an SMTP error: " + err.Error()
+	}
+	return replyCode(se)
+}
+
+// counter reads a counter's value by labels.
+func counter(t testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matches(m, labels) {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+func matches(m *dto.Metric, labels map[string]string) bool {
+	for k, v := range labels {
+		found := false
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == k && lp.GetValue() == v {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// queued returns the spool's entries.
+func (e *env) queued() []fairq.Entry {
+	e.t.Helper()
+	es, err := e.q.List(fairq.ListOptions{Limit: 1000})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return es
+}
+
+// rawSession sends command lines one at a time after the greeting and
+// returns the last line of each reply.
+func rawSession(t testing.TB, addr string, cmds ...string) []string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	r := bufio.NewReader(conn)
+	readReply := func() string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading a reply: %v", err)
+			}
+			if len(line) < 4 || line[3] != '-' {
+				return strings.TrimRight(line, "\r\n")
+			}
+		}
+	}
+	out := []string{readReply()}
+	for _, c := range cmds {
+		if _, err := conn.Write([]byte(c + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, readReply())
+	}
+	return out
+}
+
+// firstLine is the first line a new connection reads.
+func firstLine(t testing.TB, addr string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	return line
+}
