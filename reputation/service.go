@@ -222,12 +222,13 @@ func Open(dir string, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openStore(dir)
+	log := o.Logger.With("component", "reputation")
+	db, err := openStore(dir, log)
 	if err != nil {
 		return nil, err
 	}
 	s := &Service{
-		opts: o, th: o.Thresholds.withDefaults(), clock: o.Clock, log: o.Logger.With("component", "reputation"),
+		opts: o, th: o.Thresholds.withDefaults(), clock: o.Clock, log: log,
 		m: m, db: db,
 		tenants: map[string]*tenantState{}, sources: map[netip.Addr]*sourceState{}, rr: map[string]int{},
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -54,8 +56,8 @@ type sourceRecord struct {
 	Sites    map[string]siteRecord `json:"sites,omitempty"`
 }
 
-func openStore(dir string) (*pebble.DB, error) {
-	db, err := pebble.Open(dir, &pebble.Options{})
+func openStore(dir string, log *slog.Logger) (*pebble.DB, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{log}})
 	if err != nil {
 		return nil, fmt.Errorf("reputation: open store %s: %w", dir, err)
 	}
@@ -241,4 +243,17 @@ func (s *Service) persist(sync bool) error {
 		return fmt.Errorf("reputation: persist %d records: %w", len(writes), err)
 	}
 	return errors.Join(errs...)
+}
+
+// pebbleLogger routes Pebble's log lines to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) { p.log.Debug(fmt.Sprintf(format, args...)) }
+
+func (p pebbleLogger) Errorf(format string, args ...any) { p.log.Error(fmt.Sprintf(format, args...)) }
+
+// Fatalf is Pebble giving up on the store; it does not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.log.Error(fmt.Sprintf(format, args...))
+	os.Exit(1)
 }
