@@ -20,7 +20,9 @@ import (
 // Defaults for Options fields left zero.
 const (
 	DefaultMaxAge          = 5 * 24 * time.Hour
-	DefaultLaneConcurrency = 16
+	// DefaultLaneConcurrency matches Postfix's
+	// default_destination_concurrency_limit: polite to one receiver.
+	DefaultLaneConcurrency = 20
 	DefaultCacheSize       = 128 << 20
 	// MaxDestinations is the most destination domains one message may have.
 	MaxDestinations = 1000

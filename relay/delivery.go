@@ -51,13 +51,16 @@ type Source struct {
 
 // Defaults for DeliveryOptions fields left zero.
 const (
-	DefaultDeliveryWorkers = 16
+	// DefaultDeliveryWorkers matches Postfix's default_process_limit: a
+	// worker mostly waits on a remote server, and fairq's lane limit (20 per
+	// site by default) keeps any one receiver from getting them all.
+	DefaultDeliveryWorkers = 100
 	DefaultDeliveryPort    = 25
 	DefaultDialTimeout     = 30 * time.Second
 	DefaultCommandTimeout  = 5 * time.Minute  // RFC 5321 section 4.5.3.2: MAIL, RCPT, greeting
 	DefaultDataTimeout     = 10 * time.Minute // RFC 5321 section 4.5.3.2.6: reply after the final dot
 	DefaultIdleTimeout     = 10 * time.Second
-	DefaultMaxIdlePerSite  = 16
+	DefaultMaxIdlePerSite  = 20
 	DefaultMaxConnMessages = 100
 )
 
@@ -82,7 +85,7 @@ type DeliveryOptions struct {
 	// Local, if set, takes deliveries to hosted domains (Local.Hosted)
 	// instead of the network.
 	Local LocalDelivery
-	// Workers is the number of concurrent deliveries; default 16.
+	// Workers is the number of concurrent deliveries; default 100.
 	Workers int
 	// Port is the port MX hosts are dialed on; default 25.
 	Port int
@@ -91,7 +94,7 @@ type DeliveryOptions struct {
 	// reply to the final dot (default 10 min).
 	DialTimeout, CommandTimeout, DataTimeout time.Duration
 	// IdleTimeout is how long an idle connection is kept for reuse (default
-	// 10 s), MaxIdlePerSite how many per (pool, site) (default 16, fairq's
+	// 10 s), MaxIdlePerSite how many per (pool, site) (default 20, fairq's
 	// default lane concurrency, so a busy lane keeps all its connections),
 	// and MaxConnMessages how many transactions one connection runs before
 	// it is closed (default 100).
