@@ -65,7 +65,7 @@ type Options struct {
 	// tenant was held) before it is bounced as expired. Default 5 days.
 	MaxAge time.Duration
 	// LaneConcurrency is the default limit of deliveries in flight per
-	// (pool, site) lane. Default 16.
+	// (pool, site) lane. Default 20 (DefaultLaneConcurrency).
 	LaneConcurrency int
 	// Bounce receives permanent failures and expiries. If nil they are logged
 	// and dropped.
