@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"fairway/inbound/dmarcreport/dmarctest"
 	"fairway/tenant"
 )
 
@@ -267,5 +268,19 @@ func TestParseSince(t *testing.T) {
 		if _, err := ParseSince(bad, day0); !errors.Is(err, tenant.ErrInvalid) {
 			t.Errorf("ParseSince(%q): %v, want invalid", bad, err)
 		}
+	}
+}
+
+// TestIngestDMARCTestMessage: the builder other packages' tests use makes
+// reports Ingest takes.
+func TestIngestDMARCTestMessage(t *testing.T) {
+	f := newStore(t, Limits{})
+	b, e := dayRange(1)
+	r := dmarctest.Report{Domain: "example.com", ID: "dt-1", Begin: b, End: e,
+		Rows: []dmarctest.Row{dmarctest.Pass("192.0.2.1", 4, "example.com"), dmarctest.Spoof("203.0.113.1", 2, "example.com")}}
+	f.ingest(t, r.GzipMessage("dmarc-reports@mx.example.net"))
+	sum, err := f.s.Summary("example.com", day0.Add(-7*24*time.Hour))
+	if err != nil || sum.Totals.Messages != 6 || len(sum.Signals.UnknownSources) != 1 || len(f.rejected(t)) != 0 {
+		t.Fatalf("summary %+v, %v; rejected %+v", sum.Totals, err, f.rejected(t))
 	}
 }
