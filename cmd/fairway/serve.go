@@ -67,7 +67,10 @@ func (c closers) close() error {
 // a second signal kills the process the default way) and shuts down.
 //
 // Startup order: data_dir, queue, directory, queue policy synced from the
-// directory, admin API, DKIM ticker. Shutdown is the reverse.
+// directory, TLS certificate, mail store (unless LMTP), DMARC report store,
+// MX server (also relay's local path to hosted domains), delivery,
+// submission, the MX and IMAP listeners, admin API, DKIM ticker. Shutdown
+// is the reverse: listeners stop before the stores they write close.
 func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 
@@ -136,10 +139,28 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 
 	registry, metrics := newMetrics(queue)
 
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	store, err := openMailstore(cfg, dir, log, &open)
+	if err != nil {
+		return err
+	}
+	reports, err := openDMARCReports(cfg, dir, log, &open)
+	if err != nil {
+		return err
+	}
+	mx, err := newMX(cfg, mxDeps{dir: dir, store: store, queue: queue, reports: reports, resolver: resolver,
+		tls: tlsConfig, reg: registry, log: log}, &open)
+	if err != nil {
+		return err
+	}
+
 	// Delivery's lookups are cached; the directory's are not (it must see
 	// DKIM records as soon as they are published).
 	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue,
-		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}),
+		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}), Local: hostedLocal{dir: dir, mx: mx},
 		Routes:   deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
 		Logger: log, Registerer: registry})
 	if err != nil {
@@ -158,7 +179,13 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 
 	// One password-guessing limiter for every port that checks passwords.
 	authLimiter := tenant.NewAuthLimiter(tenant.AuthLimiterOptions{})
-	if err := startSubmission(cfg, dir, queue, authLimiter, registry, log, &open); err != nil {
+	if err := startSubmission(cfg, dir, queue, tlsConfig, authLimiter, registry, log, &open); err != nil {
+		return err
+	}
+	if err := serveMX(cfg, mx, log); err != nil {
+		return err
+	}
+	if err := startIMAP(cfg, store, tlsConfig, registry, log, &open); err != nil {
 		return err
 	}
 
@@ -265,6 +292,16 @@ func defaultPool(cfg Config) string {
 	return cfg.Pools[0].Name
 }
 
+// serverTLS is the certificate of every TLS listener: the configured one,
+// else a self-signed one kept in data_dir (made on first use).
+func serverTLS(cfg Config) (*tls.Config, error) {
+	cert, err := relay.LoadOrCreateCertificate(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, cfg.Hostname, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // submissionShutdownTimeout bounds how long sessions in progress may finish
 // once shutdown starts.
 const submissionShutdownTimeout = 10 * time.Second
@@ -272,18 +309,13 @@ const submissionShutdownTimeout = 10 * time.Second
 // startSubmission serves the submission (STARTTLS) and submissions
 // (implicit TLS) listeners that are configured, with the configured
 // certificate or a self-signed one kept in data_dir.
-func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, authLimiter *tenant.AuthLimiter,
-	reg prometheus.Registerer, log *slog.Logger, open *closers) error {
+func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, tlsConfig *tls.Config,
+	authLimiter *tenant.AuthLimiter, reg prometheus.Registerer, log *slog.Logger, open *closers) error {
 	if cfg.Listen.Submission == "" && cfg.Listen.Submissions == "" {
 		return nil
 	}
-	cert, err := relay.LoadOrCreateCertificate(cfg.TLS.Cert, cfg.TLS.Key, cfg.DataDir, cfg.Hostname, time.Now())
-	if err != nil {
-		return err
-	}
 	sub, err := relay.NewSubmission(relay.SubmissionOptions{Hostname: cfg.Hostname, Directory: dir, Spool: queue,
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, AuthLimiter: authLimiter,
-		Logger: log, Registerer: reg})
+		TLS: tlsConfig, AuthLimiter: authLimiter, Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("submission: %w", err)
 	}
@@ -302,16 +334,9 @@ func startSubmission(cfg Config, dir *tenant.Directory, queue *fairq.Queue, auth
 		if l.addr == "" {
 			continue
 		}
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			return fmt.Errorf("%s: %w", l.key, err)
+		if err := listen(log, l.key, l.addr, l.serve); err != nil {
+			return err
 		}
-		log.Info("listening", "listener", l.key, "addr", ln.Addr().String())
-		go func() {
-			if err := l.serve(ln); err != nil {
-				log.Error("submission listener stopped", "listener", l.key, "err", err)
-			}
-		}()
 	}
 	return nil
 }
