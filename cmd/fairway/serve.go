@@ -161,7 +161,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	// DKIM records as soon as they are published).
 	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue,
 		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}), Local: hostedLocal{dir: dir, mx: mx},
-		Routes:   deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
+		Routes: deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
 		Logger: log, Registerer: registry})
 	if err != nil {
 		return fmt.Errorf("delivery: %w", err)
