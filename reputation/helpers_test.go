@@ -206,3 +206,5 @@ func metricValue(t testing.TB, m prometheus.Metric) float64 {
 	t.Fatalf("metric %v is neither a gauge nor a counter", m.Desc())
 	return 0
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -148,9 +148,26 @@ func (c *counters) windows(now time.Time, since time.Time) Windows {
 	if !since.IsZero() {
 		s = since.Unix()
 	}
-	w := Windows{Hour: c.fine.sum(unix, fineSlots, s), Day: c.coarse.sum(unix, daySlots, s)}
-	if len(c.coarse.b) >= weekSlots {
-		w.Week = c.coarse.sum(unix, weekSlots, s)
+	w := Windows{Hour: c.fine.sum(unix, fineSlots, s)}
+	// the day and the week in one pass over the hourly buckets
+	cur := unix / c.coarse.width
+	for i := range c.coarse.b {
+		bk := &c.coarse.b[i]
+		if bk.slot > cur || bk.slot <= cur-weekSlots || bk.slot*c.coarse.width < s {
+			continue
+		}
+		inDay := bk.slot > cur-daySlots
+		for o := range numOutcomes {
+			if n := int(bk.n[o]); n != 0 {
+				w.Week.add(o, n)
+				if inDay {
+					w.Day.add(o, n)
+				}
+			}
+		}
+	}
+	if len(c.coarse.b) < weekSlots {
+		w.Week = Counts{} // a day ring has no week
 	}
 	return w
 }
