@@ -123,11 +123,11 @@ func writeDMARCSignals(b *strings.Builder, s dmarcreport.Summary) {
 	sig := s.Signals
 	b.WriteString("\nSignals:\n")
 
-	fmt.Fprintf(b, "Unknown sources sending as %s (likely spoofing): ", s.Domain)
+	fmt.Fprintf(b, "Unknown sources sending as %s (likely spoofing):", s.Domain)
 	if len(sig.UnknownSources) == 0 {
-		b.WriteString("none.\n")
+		b.WriteString(" none.\n")
 	} else {
-		b.WriteString("these are not your servers and never passed DMARC.\n")
+		b.WriteString(" these are not your servers and never passed DMARC.\n")
 		for _, u := range sig.UnknownSources {
 			fmt.Fprintf(b, "  - %s sent %d message(s) failing DMARC (%s), header From %s, envelope from %s, reported by %s\n",
 				u.IP, u.Messages, dispositions(u.Disposition), orDash(strings.Join(u.HeaderFrom, ", ")),
@@ -135,9 +135,9 @@ func writeDMARCSignals(b *strings.Builder, s dmarcreport.Summary) {
 		}
 	}
 
-	b.WriteString("Known sources failing alignment (misconfigured senders): ")
+	b.WriteString("Known sources failing alignment (misconfigured senders):")
 	if len(sig.FailingKnownSources) == 0 {
-		b.WriteString("none.\n")
+		b.WriteString(" none.\n")
 	} else {
 		b.WriteByte('\n')
 		for _, f := range sig.FailingKnownSources {
@@ -152,12 +152,12 @@ func writeDMARCSignals(b *strings.Builder, s dmarcreport.Summary) {
 		}
 	}
 
-	b.WriteString("New sending sources since last week: ")
+	b.WriteString("New sending sources since last week:")
 	switch {
 	case !sig.NewSourcesBaseline:
-		b.WriteString("cannot tell yet: no reports from the week before to compare with.\n")
+		b.WriteString(" cannot tell yet: no reports from the week before to compare with.\n")
 	case len(sig.NewSources) == 0:
-		b.WriteString("none.\n")
+		b.WriteString(" none.\n")
 	default:
 		b.WriteByte('\n')
 		for _, n := range sig.NewSources {

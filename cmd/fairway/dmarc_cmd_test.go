@@ -122,6 +122,7 @@ func TestDMARCSummaryEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dmarc summary: %v\n%s", err, out)
 	}
+	t.Logf("fairway dmarc summary example.com:\n%s", out)
 	for _, want := range []string{
 		"DMARC reports for example.com (tenant acme)",
 		"1 report(s) from google.com",

@@ -200,8 +200,12 @@ func TestRetentionPrunes(t *testing.T) {
 	if !sum.Since.Equal(f.clock.Now().Add(-30 * 24 * time.Hour)) {
 		t.Errorf("since %s not clamped to the retention", sum.Since)
 	}
-	// Its dedup key went with it: the same report, were it fresh, is stored anew.
+	// Back at day0, where it would be in the window, it is gone.
 	f.clock.Set(day0)
+	if sum, _ := f.s.Summary("example.com", day0.Add(-29*24*time.Hour)); sum.Reports != 0 {
+		t.Fatalf("the old report survived pruning: %d reports", sum.Reports)
+	}
+	// Its dedup key went with it: the same report, were it fresh, is stored anew.
 	f.ingest(t, old.message(t))
 	if sum, _ := f.s.Summary("example.com", day0.Add(-29*24*time.Hour)); sum.Reports != 1 || sum.Totals.Messages != 1 {
 		t.Fatalf("old report after its dedup key was pruned: %d reports %d messages", sum.Reports, sum.Totals.Messages)
