@@ -288,3 +288,25 @@ func TestIngestDMARCTestMessage(t *testing.T) {
 		t.Fatalf("summary %+v, %v; rejected %+v", sum.Totals, err, f.rejected(t))
 	}
 }
+
+type panickyDir struct{}
+
+func (panickyDir) DomainTenant(string) (string, bool) { panic("directory bug") }
+
+// TestIngestRecoversPanics: a bug below Ingest keeps the message aside
+// instead of taking the MX down.
+func TestIngestRecoversPanics(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Directory: panickyDir{}, Clock: &testClock{now: day0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, e := dayRange(1)
+	if err := s.Ingest(context.Background(), report{by: google, domain: "example.com", id: "p", begin: b, end: e}.message(t)); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Rejected(10)
+	if err != nil || len(rs) != 1 || !strings.Contains(rs[0].Reason, "internal error reading the report: directory bug") {
+		t.Fatalf("rejected %+v, %v", rs, err)
+	}
+}
