@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dmarc"
@@ -55,6 +56,10 @@ func parseRetryExtra(extra []byte) (string, bool) {
 // over LMTP, which has no folder argument: the store's filter (a Sieve
 // rule on the field) files it.
 const lmtpFolderField = "X-Fairway-Folder: " + mailstore.FolderQuarantine + "\r\n"
+
+// checkTimeout bounds SPF, DKIM and DMARC together (each DNS exchange has
+// its own bound too); what has not answered by then is a temperror.
+const checkTimeout = 30 * time.Second
 
 // incoming is a message received on the MX port.
 type incoming struct {
@@ -131,7 +136,9 @@ func (o *outcome) addTenant(t string) {
 func (m *MX) receive(ctx context.Context, log *slog.Logger, in incoming) (*outcome, error) {
 	fields, rest := splitHeader(in.data)
 	fromHeader := fieldValues(fields, "From")
-	auth := m.auth.check(ctx, in.ip, in.helo, in.from, in.data, fromHeader)
+	checkCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	auth := m.auth.check(checkCtx, in.ip, in.helo, in.from, in.data, fromHeader)
+	cancel()
 	m.countChecks(auth)
 	out := &outcome{auth: auth}
 	for _, r := range in.rcpts {

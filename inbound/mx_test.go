@@ -514,3 +514,26 @@ func TestConnectionCap(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSFailure: a DNS failure is a temperror, never a policy verdict:
+// the DKIM key of a p=reject domain that cannot be fetched does not get
+// the message rejected.
+func TestDNSFailure(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.dns.SetFail("s1._domainkey.reject.example", true)
+	msg := buildMessage(t, "ceo@reject.example", "reject.example", "", "key unavailable\r\n")
+	if err := send(e.dial(), "ceo@reject.example", []string{alice}, msg); err != nil {
+		t.Fatalf("DKIM temperror under p=reject: %v, want accepted", err)
+	}
+	got := e.store.messages(alice, mailstore.FolderInbox)
+	if len(got) != 1 {
+		t.Fatalf("INBOX: %d", len(got))
+	}
+	fields, _ := splitHeader(got[0])
+	ar := fieldValues(fields, "Authentication-Results")[0]
+	for _, want := range []string{"spf=fail", "dkim=temperror", "dmarc=temperror"} {
+		if !strings.Contains(ar, want) {
+			t.Errorf("Authentication-Results %q lacks %q", ar, want)
+		}
+	}
+}
