@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +37,7 @@ import (
 // Test environment of the MX server: a real tenant.Directory and
 // fairq.Queue in temp dirs, a loopback DNS server with the sending
 // domains' SPF, DKIM and DMARC records, the server on 127.0.0.1:0, a fake
-// clock, and an in-memory mail store until mailstore.Store exists.
+// clock, and a real mailstore.Store in a temp dir.
 
 const testHost = "mx.fairway.test"
 
@@ -82,62 +84,69 @@ func (c *testClock) Now() time.Time {
 	return c.now
 }
 
-// memStore is an in-memory LocalStore, used until mailstore.Store lands.
-type memStore struct {
-	dir *tenant.Directory
-
-	mu    sync.Mutex
-	boxes map[string]map[string][][]byte // address -> folder -> messages
-	full  map[string]bool
-	fail  map[string]error
+// testStore is the real mailstore.Store of a test, with what tests need
+// around it: the messages of a folder, read from the Maildir, and a way to
+// fill a mailbox over its quota.
+type testStore struct {
+	*mailstore.Store
+	t       testing.TB
+	dir     *tenant.Directory
+	dataDir string
 }
 
-func newMemStore(dir *tenant.Directory) *memStore {
-	return &memStore{dir: dir, boxes: map[string]map[string][][]byte{}, full: map[string]bool{}, fail: map[string]error{}}
+// fillerSize is the filler message setFull stores; the tenant's mailbox
+// quota then becomes half of it, so that mailboxes without a filler still
+// take the tests' small messages.
+const fillerSize = 64 << 10
+
+// setFull puts address over its mailbox quota (true), or lifts the quota
+// of its whole tenant (false).
+func (s *testStore) setFull(address string, full bool) {
+	s.t.Helper()
+	tn, ok := s.dir.MailboxTenant(address)
+	if !ok {
+		s.t.Fatalf("no mailbox %s", address)
+	}
+	setQuota := func(q int64) {
+		if err := s.dir.UpdateTenant(tn, func(p *tenant.Policy) { p.MailboxQuota = q }); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	setQuota(0)
+	if !full {
+		return
+	}
+	filler := []byte("Subject: filler\r\n\r\n" + strings.Repeat(strings.Repeat("f", 62)+"\r\n", fillerSize/64))
+	if err := s.Deliver(context.Background(), address, "Filler", filler); err != nil {
+		s.t.Fatal(err)
+	}
+	setQuota(fillerSize / 2)
 }
 
-func (s *memStore) Deliver(_ context.Context, address, folder string, body []byte) error {
-	if _, ok := s.dir.MailboxTenant(address); !ok {
-		return mailstore.ErrNoMailbox
+// messages returns the messages in address's folder, read from its
+// Maildir (<data>/mail/<domain>/<local>/[.Folder/]{new,cur}).
+func (s *testStore) messages(address, folder string) [][]byte {
+	s.t.Helper()
+	at := strings.LastIndexByte(address, '@')
+	root := filepath.Join(s.dataDir, "mail", address[at+1:], address[:at])
+	if folder != mailstore.FolderInbox {
+		root = filepath.Join(root, "."+folder)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.full[address] {
-		return mailstore.ErrOverQuota
+	var out [][]byte
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(root, sub))
+		if err != nil {
+			continue
+		}
+		for _, de := range ents {
+			b, err := os.ReadFile(filepath.Join(root, sub, de.Name()))
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			out = append(out, b)
+		}
 	}
-	if err := s.fail[address]; err != nil {
-		return err
-	}
-	if s.boxes[address] == nil {
-		s.boxes[address] = map[string][][]byte{}
-	}
-	s.boxes[address][folder] = append(s.boxes[address][folder], bytes.Clone(body))
-	return nil
-}
-
-func (s *memStore) CheckQuota(address string, _ int64) error {
-	if _, ok := s.dir.MailboxTenant(address); !ok {
-		return mailstore.ErrNoMailbox
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.full[address] {
-		return mailstore.ErrOverQuota
-	}
-	return nil
-}
-
-func (s *memStore) setFull(address string, full bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.full[address] = full
-}
-
-// messages returns what address's folder holds.
-func (s *memStore) messages(address, folder string) [][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.boxes[address][folder]
+	return out
 }
 
 // recordingSink is a ReportSink and ComplaintSink that keeps what it gets.
@@ -189,7 +198,7 @@ type env struct {
 	clk     *testClock
 	dir     *tenant.Directory
 	q       *fairq.Queue
-	store   *memStore
+	store   *testStore
 	reports *recordingSink
 	arf     *recordingSink
 	dns     *dnstest.Server
@@ -257,7 +266,13 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	}
 	e.q = q
 	t.Cleanup(func() { q.Close() })
-	e.store = newMemStore(dir)
+	storeDir := t.TempDir()
+	ms, err := mailstore.Open(storeDir, mailstore.Options{Directory: dir, Clock: e.clk, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close() })
+	e.store = &testStore{Store: ms, t: t, dir: dir, dataDir: storeDir}
 
 	cert, roots := testCertificate(t)
 	e.client = &tls.Config{RootCAs: roots, ServerName: testHost}
