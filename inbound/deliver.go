@@ -2,7 +2,6 @@ package inbound
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	mathrand "math/rand/v2"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/emersion/go-msgauth/dmarc"
-	"github.com/emersion/go-smtp"
 
 	"fairway/fairq"
 	"fairway/mailstore"
@@ -450,14 +448,4 @@ func (m *MX) deliverRetry(ctx context.Context, log *slog.Logger, from, rcpt, fol
 	m.metrics.deliveries.WithLabelValues(t, result).Inc()
 	log.Info("retry stored", "tenant", t, "recipient", addr, "folder", folder)
 	return nil
-}
-
-// smtpErrorOf is the reply an error of DeliverLocal maps to (tests).
-func smtpErrorOf(err error) *smtp.SMTPError {
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		return se
-	}
-	r, _ := mxReply(err)
-	return r
 }

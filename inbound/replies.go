@@ -21,19 +21,18 @@ import (
 
 // Internal errors of the MX path. Their text is for the log.
 var (
-	errAuthNotOffered  = errors.New("AUTH on the MX port")
-	errNestedMail      = errors.New("MAIL inside a transaction")
-	errNoTransaction   = errors.New("command without a transaction")
-	errBadSender       = errors.New("sender is not local@domain")
-	errUnknownUser     = errors.New("no such user in a hosted domain")
-	errMessageTooBig   = errors.New("message over the size limit")
-	errDataAborted     = errors.New("message transfer aborted")
-	errQueue           = errors.New("queue cannot persist the message")
-	errSink            = errors.New("report store cannot take the message now")
-	errPolicyReject    = errors.New("refused by the recipient's quarantine rules")
-	errTooManyConnsIP  = errors.New("too many connections from the client's address")
-	errTooManyConns    = errors.New("too many connections")
-	errDeliveryFailure = errors.New("local delivery failed")
+	errAuthNotOffered = errors.New("AUTH on the MX port")
+	errNestedMail     = errors.New("MAIL inside a transaction")
+	errNoTransaction  = errors.New("command without a transaction")
+	errBadSender      = errors.New("sender is not local@domain")
+	errUnknownUser    = errors.New("no such user in a hosted domain")
+	errMessageTooBig  = errors.New("message over the size limit")
+	errDataAborted    = errors.New("message transfer aborted")
+	errQueue          = errors.New("queue cannot persist the message")
+	errSink           = errors.New("report store cannot take the message now")
+	errPolicyReject   = errors.New("refused by the recipient's quarantine rules")
+	errTooManyConnsIP = errors.New("too many connections from the client's address")
+	errTooManyConns   = errors.New("too many connections")
 )
 
 // relayError is a recipient outside the hosted domains, or written with
