@@ -24,6 +24,7 @@ func TestClassify(t *testing.T) {
 		{451, "4.7.1", "Greylisted, please try again later", NoFeedback},
 		{450, "4.7.1", "unverified sender", Throttled}, // 4.7.x without a known phrase: slow down
 		{550, "5.7.1", "Service unavailable; Client host [192.0.2.1] blocked using Spamhaus", Blocked},
+		{421, "4.7.0", "Connection from 192.0.2.1 blocked", Blocked},
 		{554, "5.7.1", "Message rejected: 192.0.2.1 is listed on zen.spamhaus.org", Blocked},
 		{550, "5.7.606", "Access denied, banned sending IP [192.0.2.1]", Blocked},
 		{554, "5.7.1", "rejected because your IP has a poor reputation", Blocked},

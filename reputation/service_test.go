@@ -296,7 +296,13 @@ func TestFeedbackBacksOffOnePair(t *testing.T) {
 			t.Errorf("rate not restored after 200 deliveries: %+v", s.Backoffs)
 		}
 	}
-	if v := metricValue(t, e.svc.m.feedback.WithLabelValues(ipStd1.String(), "throttled")); v != 2 {
+	// deliveries also reset the strikes: the next throttle rests a minute again
+	e.svc.Record(Event{Source: ipStd1, Site: siteMX, Outcome: Deferral, Code: 421, Enhanced: "4.7.0", Line: "throttled"})
+	e.clk.Advance(time.Minute)
+	if got, _ := e.picks("standard", siteMX, 2); got[ipStd1] != 1 {
+		t.Fatalf("backoff after the strikes were reset is not a minute: %v", got)
+	}
+	if v := metricValue(t, e.svc.m.feedback.WithLabelValues(ipStd1.String(), "throttled")); v != 3 {
 		t.Errorf("feedback counter %v", v)
 	}
 }
