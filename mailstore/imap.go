@@ -215,7 +215,6 @@ type connLimits struct {
 	users   map[string]int
 }
 
-
 // acquire takes one connection of tenant and user, or says which cap
 // refused it ("tenant" or "user").
 func (l *connLimits) acquire(tenantName, user string, tenantCap, userCap int) (release func(), scope string) {
