@@ -154,9 +154,10 @@ func (m *MX) receive(ctx context.Context, log *slog.Logger, in incoming) (*outco
 	if len(in.rcpts) == 1 {
 		forRcpt = in.rcpts[0].Addr
 	}
-	added := receivedField(traceInfo{Helo: in.helo, IP: in.ip, Hostname: m.opts.Hostname, TLS: in.tls,
-		ID: in.id, For: forRcpt, Time: m.opts.Clock.Now()}) +
-		authResultsField(m.opts.Hostname, auth, in.from, in.helo)
+	// Authentication-Results on top, above our Received (RFC 8601 §5).
+	added := authResultsField(m.opts.Hostname, auth, in.from, in.helo) +
+		receivedField(traceInfo{Helo: in.helo, IP: in.ip, Hostname: m.opts.Hostname, TLS: in.tls,
+			ID: in.id, For: forRcpt, Time: m.opts.Clock.Now()})
 	body := rebuild(added, fields, rest, func(f headerField) bool { return ourAuthResults(f, m.opts.Hostname) })
 	return out, m.execute(ctx, log, in.id, in.from, p, body, out)
 }
