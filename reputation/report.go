@@ -193,7 +193,7 @@ func (r Report) WriteText(w io.Writer) error {
 		if t.FixedPool {
 			pool += " (fixed)"
 		}
-		fmt.Fprintf(tw, "tenant %s\ttier %s\tpool %s\n", t.Tenant, t.Tier, pool)
+		fmt.Fprintf(tw, "tenant %s  tier %s  pool %s\n", t.Tenant, t.Tier, pool)
 		if t.Hold != nil {
 			fmt.Fprintf(tw, "  HELD since %s (%s): %s\n", t.Hold.Since.UTC().Format(time.RFC3339), t.Hold.Kind, t.Hold.Reason)
 		}
@@ -235,7 +235,7 @@ func (r Report) WriteText(w io.Writer) error {
 		for _, b := range s.Backoffs {
 			rate := "unlimited"
 			if b.RatePerMinute > 0 {
-				rate = fmt.Sprintf("%.1f/min", b.RatePerMinute)
+				rate = fmt.Sprintf("%.2f/min", b.RatePerMinute)
 			}
 			fmt.Fprintf(tw, "    %s %s: until %s, rate %s: %s\n", b.Site, b.Feedback, b.Until.UTC().Format(time.RFC3339), rate, b.Reply)
 		}

@@ -342,3 +342,22 @@ func TestRecordBounds(t *testing.T) {
 		t.Error("report of an unknown tenant")
 	}
 }
+
+// TestForget: a removed tenant's scores go, from memory and from disk.
+func TestForget(t *testing.T) {
+	e := newEnv(t, nil)
+	e.send("alpha", ipStd1, siteMX, HardBounce, 30)
+	e.send("beta", ipStd1, siteMX, Delivered, 30)
+	e.tick()
+	if err := e.svc.Forget("alpha"); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	r, err := e.svc.Report("")
+	if err != nil || len(r.Tenants) != 1 || r.Tenants[0].Tenant != "beta" {
+		t.Fatalf("after Forget and restart: %+v %v", r.Tenants, err)
+	}
+	if got := e.svc.Tier("alpha"); got != Standard {
+		t.Errorf("forgotten tenant is %s", got)
+	}
+}

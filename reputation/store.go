@@ -257,3 +257,24 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.log.Error(fmt.Sprintf(format, args...))
 	os.Exit(1)
 }
+
+// Forget drops a removed tenant's scores, history and metrics; cmd calls
+// it when a tenant is removed from the directory.
+func (s *Service) Forget(name string) error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.mu.Lock()
+	delete(s.tenants, name)
+	closed := s.closed
+	s.mu.Unlock()
+	s.m.tier.DeleteLabelValues(name)
+	s.m.held.DeleteLabelValues(name)
+	s.m.outcomes.DeletePartialMatch(map[string]string{"tenant": name})
+	if closed {
+		return nil
+	}
+	if err := s.db.Delete([]byte(prefixTenant+name), pebble.NoSync); err != nil {
+		return fmt.Errorf("reputation: forget %s: %w", name, err)
+	}
+	return nil
+}
