@@ -74,6 +74,9 @@ type plan struct {
 	forwards []forwardCopy
 	reports  bool
 	arf      bool
+	// rejected counts the copies the tenants' rules rejected; in a plan
+	// that is not empty they are in local (to Quarantine) or withheld.
+	rejected int
 }
 
 type localCopy struct{ Addr, Tenant, Folder string }
@@ -146,7 +149,7 @@ func (m *MX) receive(ctx context.Context, log *slog.Logger, in incoming) (*outco
 		return out, &dmarcRejectError{Domain: auth.FromDomain}
 	}
 	facts := newMessageFacts(in.data, auth, in.from, fromHeader)
-	p := m.plan(in.rcpts, facts, out)
+	p := m.plan(in.rcpts, facts, out, map[string]bool{})
 	if p.empty() {
 		return out, errPolicyReject
 	}
@@ -174,7 +177,10 @@ func (m *MX) countChecks(a *authResults) {
 // none is (the caller then refuses the message). An external forward a
 // tenant rejects is withheld in the mixed case: nothing to quarantine it
 // in, and relaying refused mail would cost the tenant's reputation.
-func (m *MX) plan(rcpts []*recipient, facts *messageFacts, out *outcome) *plan {
+//
+// seen holds the mailboxes and forwards already planned (one copy each,
+// however many recipients or aliases lead to them); plan adds to it.
+func (m *MX) plan(rcpts []*recipient, facts *messageFacts, out *outcome, seen map[string]bool) *plan {
 	verdicts := map[string]verdict{}
 	verdictOf := func(t string) verdict {
 		if v, ok := verdicts[t]; ok {
@@ -191,7 +197,6 @@ func (m *MX) plan(rcpts []*recipient, facts *messageFacts, out *outcome) *plan {
 	p := &plan{}
 	var rejectedLocal []localCopy
 	var rejectedForwards int
-	seen := map[string]bool{}
 	for _, r := range rcpts {
 		switch r.Kind {
 		case kindReport:
@@ -238,6 +243,7 @@ func (m *MX) plan(rcpts []*recipient, facts *messageFacts, out *outcome) *plan {
 		}
 		p.forwards[i].Rcpts = append(p.forwards[i].Rcpts, fwd...)
 	}
+	p.rejected = len(rejectedLocal) + rejectedForwards
 	if !p.empty() {
 		p.local = append(p.local, rejectedLocal...)
 		out.withheld = rejectedForwards
@@ -395,6 +401,7 @@ func (m *MX) DeliverLocal(ctx context.Context, from string, recipients []string,
 	added := foldField("Authentication-Results: " + authres.Format(m.opts.Hostname,
 		[]authres.Result{&authres.AuthResult{Value: authres.ResultPass, Auth: from}}))
 	withAR := rebuild(added, fields, rest, func(f headerField) bool { return ourAuthResults(f, m.opts.Hostname) })
+	seen := map[string]bool{} // one copy per mailbox for the whole call
 	for i, rc := range recipients {
 		out := &outcome{}
 		err := func() error {
@@ -403,9 +410,12 @@ func (m *MX) DeliverLocal(ctx context.Context, from string, recipients []string,
 				return err
 			}
 			out.addTenant(r.Tenant)
-			p := m.plan([]*recipient{r}, facts, out)
-			if p.empty() {
+			p := m.plan([]*recipient{r}, facts, out, seen)
+			switch {
+			case p.empty() && p.rejected > 0:
 				return errPolicyReject
+			case p.empty():
+				return nil // every copy already planned for an earlier recipient
 			}
 			return m.execute(ctx, log, msgid, from, p, withAR, out)
 		}()

@@ -158,9 +158,20 @@ func TestAuthenticationResults(t *testing.T) {
 	if r := fieldValues(fields, "Received"); len(r) != 1 || !strings.Contains(r[0], "by "+testHost) || !strings.Contains(r[0], "[127.0.0.1]") {
 		t.Errorf("Received: %q", r)
 	}
-	// The copy still verifies: the original fields are untouched.
-	if !strings.Contains(e.logs.String(), "dmarc=pass") {
-		t.Errorf("accepted line lacks the DMARC result:\n%s", e.logs.String())
+	// One event line for the message, with its tenant and msgid.
+	var accepted []string
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, "msg=accepted") {
+			accepted = append(accepted, line)
+		}
+	}
+	if len(accepted) != 1 {
+		t.Fatalf("accepted lines: %q", accepted)
+	}
+	for _, want := range []string{"tenant=acme", "msgid=", "spf=pass", "dkim=pass", "dmarc=pass", "inbox=1"} {
+		if !strings.Contains(accepted[0], want) {
+			t.Errorf("accepted line lacks %q: %s", want, accepted[0])
+		}
 	}
 	for check, result := range map[string]string{"spf": "pass", "dkim": "pass", "dmarc": "pass"} {
 		if n := counter(t, e.reg, "fairway_inbound_checks_total", map[string]string{"check": check, "result": result}); n != 1 {
@@ -453,11 +464,10 @@ func TestDeliverLocal(t *testing.T) {
 			t.Errorf("recipient %d: %q, want %q", i, got, want[i])
 		}
 	}
+	// alice is a recipient and, through sales, a target: one copy.
 	got := e.store.messages(alice, mailstore.FolderInbox)
-	if len(got) != 1 { // sales expands to alice too: a separate copy per RCPT is relay's business, deduped within one
-		if len(got) != 2 {
-			t.Fatalf("alice INBOX: %d", len(got))
-		}
+	if len(got) != 1 || len(e.store.messages(bob, mailstore.FolderInbox)) != 1 {
+		t.Fatalf("alice has %d copies, bob %d; want 1 each", len(got), len(e.store.messages(bob, mailstore.FolderInbox)))
 	}
 	fields, _ := splitHeader(got[0])
 	if ars := fieldValues(fields, "Authentication-Results"); len(ars) != 1 || !strings.Contains(ars[0], "auth=pass") || !strings.Contains(ars[0], "smtp.auth="+carol) {
@@ -525,5 +535,34 @@ func TestDNSFailure(t *testing.T) {
 		if !strings.Contains(ar, want) {
 			t.Errorf("Authentication-Results %q lacks %q", ar, want)
 		}
+	}
+}
+
+// TestShutdown: a shutdown whose grace period is over closes the open
+// sessions (their transactions get no reply, nothing is stored) and
+// refuses new connections; a second Shutdown is harmless.
+func TestShutdown(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	c := e.dial()
+	if err := c.Mail("x@good.example", nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.mx.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := c.Rcpt(alice, nil); err == nil {
+		t.Error("session still open after shutdown")
+	}
+	if conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second); err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if n, _ := conn.Read(make([]byte, 64)); n > 0 {
+			t.Error("a new connection was greeted after shutdown")
+		}
+		conn.Close()
+	}
+	if n := len(e.store.messages(alice, mailstore.FolderInbox)); n != 0 {
+		t.Errorf("%d stored", n)
 	}
 }
