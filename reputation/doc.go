@@ -9,10 +9,12 @@
 //     rejection, deferral). Record only counts, in memory: bucketed
 //     counters (5-minute buckets for the hour, hourly for the day and the
 //     week) per tenant, per source IP, and per (source IP, site) with the
-//     least recently used sites dropped past a cap. It also reads the reply
-//     (Classify): "rate limited" or "blocked" from a site halves that
-//     (IP, site) pair's rate and backs it off with jitter; deliveries
-//     restore the rate step by step. Other IPs and sites are untouched.
+//     least recently used sites dropped past a cap. It also reads a
+//     deferral's reply (Classify): a 4xx saying "rate limited" or "blocked"
+//     halves that (IP, site) pair's rate and backs it off with jitter;
+//     deliveries restore the rate step by step. Other IPs and sites are
+//     untouched, and a 5xx rejection only counts against the tenant, so
+//     one tenant's rejected mail does not slow the others' on a shared IP.
 //  2. inbound hands feedback reports (ARF, RFC 5965; JMRP-shaped reports
 //     too) to IngestARF, which attributes each to the tenant of the
 //     original message (DKIM d=, From:, Return-Path) and counts a

@@ -316,8 +316,8 @@ func (st *sourceState) site(name string, unix int64, maxSites int) *siteState {
 }
 
 // Record counts one delivery outcome (or complaint) for its tenant, its
-// source address and the (source, site) pair, and reads the reply for
-// receiver feedback. It does no I/O; relay calls it after every
+// source address and the (source, site) pair, and reads a deferral's reply
+// for receiver feedback. It does no I/O; relay calls it after every
 // transaction.
 func (s *Service) Record(ev Event) {
 	if ev.Outcome < 0 || ev.Outcome >= numOutcomes {
@@ -326,8 +326,12 @@ func (s *Service) Record(ev Event) {
 	n := max(ev.Count, 1)
 	now := s.clock.Now()
 	unix := now.Unix()
+	// Only deferrals back a source off: a 4xx refuses the source for now,
+	// while a 5xx rejects the one message, which the tenant's tier answers
+	// for (so that one tenant's rejected mail does not slow the others'
+	// on a shared source).
 	fb := NoFeedback
-	if ev.Outcome == Deferral || ev.Outcome == PolicyRejection || ev.Outcome == HardBounce {
+	if ev.Outcome == Deferral {
 		fb = Classify(ev.Code, ev.Enhanced, ev.Line)
 	}
 	var logFeedback func()

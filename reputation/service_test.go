@@ -46,11 +46,11 @@ func TestBlockedTenantMovesToQuarantinePool(t *testing.T) {
 	if src, ok := e.svc.PickSource(e.svc.TenantPool("alpha"), siteMX, netip.Addr{}); !ok || src.IP != ipQuar || src.EHLO != "quar.test" {
 		t.Errorf("alpha's source %v %v, want %v", src, ok, ipQuar)
 	}
-	// the blocked (IP, site) pair backs off: beta's mail to the site leaves
-	// from the other standard source, and to other sites from both
+	// a 5xx is about alpha's message, not the source: beta keeps both
+	// standard sources for the site, so its delivery rate
 	got, refused := e.picks("standard", siteMX, 10)
-	if refused != 0 || got[ipStd2] != 10 {
-		t.Errorf("beta's picks to the blocking site: %v, %d refused; want all from %v", got, refused, ipStd2)
+	if refused != 0 || got[ipStd1] != 5 || got[ipStd2] != 5 {
+		t.Errorf("beta's picks to the rejecting site: %v, %d refused; want 5 from each source", got, refused)
 	}
 	got, _ = e.picks("standard", siteAlt, 10)
 	if got[ipStd1] != 5 || got[ipStd2] != 5 {
@@ -78,9 +78,6 @@ func TestBlockedTenantMovesToQuarantinePool(t *testing.T) {
 	}
 	if v := metricValue(t, e.svc.m.tier.WithLabelValues("alpha")); v != float64(Quarantine) {
 		t.Errorf("tier gauge after restart %v", v)
-	}
-	if got, _ := e.picks("standard", siteMX, 4); got[ipStd2] != 4 {
-		t.Errorf("backoff lost in the restart: %v", got)
 	}
 
 	// a clean day later (the bad hour out of the day window), one step up
@@ -288,6 +285,13 @@ func TestFeedbackBacksOffOnePair(t *testing.T) {
 	if got, _ := e.picks("standard", siteMX, 4); got[ipStd1] != 0 {
 		t.Fatalf("second backoff shorter than 2 minutes: %v", got)
 	}
+	// the rest survives a restart
+	e.tick()
+	e.restart()
+	if got, _ := e.picks("standard", siteMX, 4); got[ipStd1] != 0 {
+		t.Fatalf("backoff lost in a restart: %v", got)
+	}
+	e.clk.Advance(time.Second)
 	// deliveries restore the rate; enough of them lift the limit
 	e.send("alpha", ipStd1, siteMX, Delivered, 200)
 	r, _ = e.svc.Report("")
@@ -302,8 +306,32 @@ func TestFeedbackBacksOffOnePair(t *testing.T) {
 	if got, _ := e.picks("standard", siteMX, 2); got[ipStd1] != 1 {
 		t.Fatalf("backoff after the strikes were reset is not a minute: %v", got)
 	}
-	if v := metricValue(t, e.svc.m.feedback.WithLabelValues(ipStd1.String(), "throttled")); v != 3 {
+	if v := metricValue(t, e.svc.m.feedback.WithLabelValues(ipStd1.String(), "throttled")); v != 1 { // since the restart
 		t.Errorf("feedback counter %v", v)
+	}
+}
+
+// TestBlockedDeferral: a 4xx that names a block rests the pair for 15
+// minutes (not one), and a 5xx policy rejection does not rest it at all.
+func TestBlockedDeferral(t *testing.T) {
+	e := newEnv(t, nil)
+	e.svc.Record(Event{Tenant: "alpha", Source: ipStd1, Site: siteMX, Outcome: PolicyRejection, Code: 554, Enhanced: "5.7.1",
+		Line: "Client host [127.0.0.2] blocked using zen.spamhaus.org"})
+	if got, _ := e.picks("standard", siteMX, 4); got[ipStd1] != 2 {
+		t.Fatalf("a 5xx rested the pair: %v", got)
+	}
+	e.svc.Record(Event{Tenant: "alpha", Source: ipStd1, Site: siteMX, Outcome: Deferral, Code: 421, Enhanced: "4.7.0",
+		Line: "[TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume or user complaints"})
+	e.clk.Advance(15*time.Minute - time.Second)
+	if got, _ := e.picks("standard", siteMX, 4); got[ipStd1] != 0 {
+		t.Fatalf("blocked pair back before 15 minutes: %v", got)
+	}
+	e.clk.Advance(time.Second)
+	if got, _ := e.picks("standard", siteMX, 2); got[ipStd1] != 1 {
+		t.Fatalf("blocked pair not back after 15 minutes: %v", got)
+	}
+	if v := metricValue(t, e.svc.m.feedback.WithLabelValues(ipStd1.String(), "blocked")); v != 1 {
+		t.Errorf("blocked counter %v", v)
 	}
 }
 
