@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"fairway/tenant"
 )
 
 // FuzzMXSession feeds arbitrary client bytes to a real MX session over
@@ -125,6 +128,30 @@ func FuzzAttachmentNames(f *testing.F) {
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if names := attachmentNames(msg); len(names) > maxMIMEParts*4 {
 			t.Fatalf("%d names", len(names))
+		}
+	})
+}
+
+// FuzzSplitRecipient: whatever a client writes in RCPT TO, an address that
+// passes is a plain local@domain in stored form, with no routing
+// characters left.
+func FuzzSplitRecipient(f *testing.F) {
+	for _, seed := range []string{
+		"alice@acme.example", "a%b@acme.example", "a!b@c.example", "a@b@c.example", "a@c.example.", "a@[1.2.3.4]",
+		"\"a b\"@c.example", "A@ÄCME.example", "a@xn--cme-pla.example", "@c.example", "a@", "",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		addr, dom, err := splitRecipient(raw)
+		if err != nil {
+			return
+		}
+		if strings.Count(addr, "@") != 1 || strings.ContainsAny(addr, "%!\"[] ") || domainOf(addr) != dom {
+			t.Fatalf("%q passed as %q (domain %q)", raw, addr, dom)
+		}
+		if n, err := tenant.NormalizeAddress(addr); err != nil || n != addr {
+			t.Fatalf("%q passed as %q, not in stored form (%q, %v)", raw, addr, n, err)
 		}
 	})
 }
