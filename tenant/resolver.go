@@ -140,6 +140,24 @@ func (r *DNSResolver) LookupNetIP(ctx context.Context, host string) ([]netip.Add
 	return out, nil
 }
 
+// LookupAddr returns the names of addr's PTR records (a reverse lookup,
+// for SPF's "ptr" mechanism), absolute as net.Resolver gives them.
+func (r *DNSResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	arpa, err := dns.ReverseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dns: PTR of %q: %w", addr, err)
+	}
+	rrs, err := r.query(ctx, arpa, dns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, rr.(*dns.PTR).Ptr)
+	}
+	return out, nil
+}
+
 // query returns the answer records of type qtype for name.
 func (r *DNSResolver) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	qname := dns.Fqdn(name)
@@ -218,6 +236,13 @@ func (s systemResolver) LookupMX(ctx context.Context, name string) ([]*net.MX, e
 	defer cancel()
 	mxs, err := s.r.LookupMX(ctx, name)
 	return mxs, systemDNSError("MX", name, err)
+}
+
+func (s systemResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	names, err := s.r.LookupAddr(ctx, addr)
+	return names, systemDNSError("PTR", addr, err)
 }
 
 func systemDNSError(qtype, name string, err error) error {

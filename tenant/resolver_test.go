@@ -146,3 +146,23 @@ func TestSystemResolverNotFound(t *testing.T) {
 		t.Error("empty server: not the system resolver")
 	}
 }
+
+func TestDNSResolverPTR(t *testing.T) {
+	s := dnstest.Start(t)
+	r := NewDNSResolver(s.Addr).(*DNSResolver)
+	ctx := context.Background()
+	s.SetPTR("127.0.0.5", "host.example")
+	s.SetPTR("2001:db8::1", "six.example.", "other.example")
+	if names, err := r.LookupAddr(ctx, "127.0.0.5"); err != nil || len(names) != 1 || names[0] != "host.example." {
+		t.Errorf("PTR v4: %q %v", names, err)
+	}
+	if names, err := r.LookupAddr(ctx, "2001:db8::1"); err != nil || len(names) != 2 || names[1] != "other.example." {
+		t.Errorf("PTR v6: %q %v", names, err)
+	}
+	if _, err := r.LookupAddr(ctx, "127.0.0.6"); !errors.Is(err, ErrDNSNotFound) {
+		t.Errorf("no PTR: %v, want ErrDNSNotFound", err)
+	}
+	if _, err := r.LookupAddr(ctx, "not an address"); err == nil || errors.Is(err, ErrDNSNotFound) {
+		t.Errorf("bad address: %v", err)
+	}
+}

@@ -1,5 +1,5 @@
 // Package dnstest is a real DNS server on 127.0.0.1 for fairway's tests:
-// TXT, MX, A/AAAA and SERVFAIL answers the test sets, NXDOMAIN for names it
+// TXT, MX, A/AAAA, PTR and SERVFAIL answers the test sets, NXDOMAIN for names it
 // has nothing for, and NOERROR with no data for a known name asked another
 // type. TXT values are served split into character-strings at odd places
 // and escaped, as zones hold them, so lookups must join and unescape them.
@@ -26,6 +26,7 @@ type Server struct {
 	txt  map[string][]string // name → TXT records, each served as 255-byte strings
 	mx   map[string][]*net.MX
 	ips  map[string][]netip.Addr // A and AAAA
+	ptr  map[string][]string     // reverse name (in-addr.arpa, ip6.arpa) → host names
 	fail map[string]bool         // answer SERVFAIL
 }
 
@@ -36,7 +37,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, mx: map[string][]*net.MX{}, ips: map[string][]netip.Addr{}, fail: map[string]bool{}}
+	s := &Server{Addr: pc.LocalAddr().String(), txt: map[string][]string{}, mx: map[string][]*net.MX{}, ips: map[string][]netip.Addr{}, ptr: map[string][]string{}, fail: map[string]bool{}}
 	started := make(chan struct{})
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve), NotifyStartedFunc: func() { close(started) }}
 	go srv.ActivateAndServe()
@@ -74,6 +75,17 @@ func (s *Server) SetIPs(name string, ips ...string) {
 	}
 }
 
+// SetPTR sets the PTR records (host names) of an IP address.
+func (s *Server) SetPTR(ip string, names ...string) {
+	arpa, err := dns.ReverseAddr(ip)
+	if err != nil {
+		panic(fmt.Sprintf("dnstest: SetPTR(%q): %v", ip, err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ptr[strings.ToLower(arpa)] = names
+}
+
 // SetFail makes every query for name answer SERVFAIL (or stop doing so).
 func (s *Server) SetFail(name string, fail bool) {
 	s.mu.Lock()
@@ -91,6 +103,7 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	_, hasTXT := s.txt[name]
 	_, hasMX := s.mx[name]
 	_, hasIP := s.ips[name]
+	_, hasPTR := s.ptr[name]
 	hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 60}
 	switch {
 	case s.fail[name]:
@@ -116,7 +129,12 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 				m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip.AsSlice()})
 			}
 		}
-	case hasTXT || hasMX || hasIP:
+	case q.Qtype == dns.TypePTR && hasPTR:
+		for _, n := range s.ptr[name] {
+			hdr.Rrtype = dns.TypePTR
+			m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: dns.Fqdn(n)})
+		}
+	case hasTXT || hasMX || hasIP || hasPTR:
 		// the name exists, without records of this type: NOERROR, no data
 	default:
 		m.Rcode = dns.RcodeNameError
