@@ -97,14 +97,8 @@ func (s *Service) CheckBlocklists(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range min(dnsblWorkers, len(jobs)) {
 		wg.Go(func() {
-			defer func() {
-				if r := recover(); r != nil {
-					s.m.panics.Inc()
-					s.log.Error("panic in blocklist check", "panic", r, "stack", string(debug.Stack()))
-				}
-			}()
 			for i := range next {
-				results[i] = s.lookupListing(ctx, jobs[i].ip, jobs[i].zone)
+				results[i] = s.safeLookup(ctx, jobs[i].ip, jobs[i].zone)
 			}
 		})
 	}
@@ -162,6 +156,19 @@ func (s *Service) CheckBlocklists(ctx context.Context) {
 			s.log.Info("source address delisted: back in rotation", "source", c.ip, "zone", c.l.Zone)
 		}
 	}
+}
+
+// safeLookup is lookupListing with a panic recovered, logged and counted:
+// the result is then empty and the listing stays as it was.
+func (s *Service) safeLookup(ctx context.Context, ip netip.Addr, zone string) (l Listing) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.m.panics.Inc()
+			s.log.Error("panic in blocklist check", "source", ip, "zone", zone, "panic", r, "stack", string(debug.Stack()))
+			l = Listing{}
+		}
+	}()
+	return s.lookupListing(ctx, ip, zone)
 }
 
 // lookupListing asks one zone about one address.

@@ -99,3 +99,23 @@ func TestCutAndRestoreRate(t *testing.T) {
 		t.Errorf("from 1/min, unlimited again after %d deliveries (rate %v); want gradually, 100-200", n, r)
 	}
 }
+
+// FuzzClassify: remote reply lines are outside input; no reply panics the
+// classifiers, and a delivered reply is never feedback.
+func FuzzClassify(f *testing.F) {
+	f.Add(421, "4.7.0", "[TSS04] Messages temporarily deferred due to user complaints")
+	f.Add(550, "5.7.1", "blocked using Spamhaus")
+	f.Add(0, "", "")
+	f.Add(250, "2", "x")
+	f.Add(-1, "\xff.1", "GREYLISTED")
+	f.Fuzz(func(t *testing.T, code int, enhanced, line string) {
+		fb := Classify(code, enhanced, line)
+		o := OutcomeOf(code, enhanced)
+		if o < 0 || o >= numOutcomes {
+			t.Errorf("OutcomeOf(%d, %q) = %d", code, enhanced, o)
+		}
+		if code >= 200 && code < 300 && (fb != NoFeedback || o != Delivered) {
+			t.Errorf("delivered reply %d: %s, %s", code, fb, o)
+		}
+	})
+}

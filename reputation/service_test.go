@@ -389,3 +389,44 @@ func TestForget(t *testing.T) {
 		t.Errorf("forgotten tenant is %s", got)
 	}
 }
+
+// TestConcurrentUse: relay's workers record and pick while cmd ticks,
+// checks blocklists and reports (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	e := newEnv(t, nil)
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				o := Outcome(i % int(numOutcomes))
+				e.svc.Record(Event{Tenant: []string{"alpha", "beta"}[w%2], Source: ipStd1, Site: siteMX, Outcome: o, Code: 421, Line: "throttled"})
+				e.svc.PickSource(e.svc.TenantPool("alpha"), siteMX, netip.Addr{})
+			}
+		}()
+	}
+	for range 20 {
+		e.tick()
+		e.svc.CheckBlocklists(t.Context())
+		if _, err := e.svc.Report(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("workers did not finish")
+		}
+	}
+	e.tick()
+	r, _ := e.svc.Report("")
+	total := 0
+	for _, tr := range r.Tenants {
+		w := tr.Windows[2]
+		total += w.Attempts() + w.Complaint
+	}
+	if total != 2000 {
+		t.Errorf("%d events counted, want 2000", total)
+	}
+}
