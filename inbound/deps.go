@@ -53,8 +53,9 @@ type ComplaintSink interface {
 
 // Resolver is the DNS SPF, DKIM and DMARC need. tenant.DNS satisfies it;
 // lookups that find nothing return an error matching tenant.ErrDNSNotFound.
-// A resolver that also has LookupAddr (PTR) serves SPF's "ptr" mechanism;
-// without it "ptr" never matches (RFC 7208 §5.5 discourages it anyway).
+// A resolver that also has LookupAddr (PTR; tenant's resolvers do) serves
+// SPF's "ptr" mechanism; without it "ptr" never matches (RFC 7208 §5.5
+// discourages it anyway).
 type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)

@@ -566,3 +566,23 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("%d stored", n)
 	}
 }
+
+// TestSPFPtr: SPF's ptr mechanism goes through the resolver's PTR lookup.
+func TestSPFPtr(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.dns.SetTXT("ptr.example", "v=spf1 ptr -all")
+	e.dns.SetPTR("127.0.0.1", "client.ptr.example")
+	e.dns.SetIPs("client.ptr.example", "127.0.0.1")
+	msg := buildMessage(t, "x@ptr.example", "", "", "ptr\r\n")
+	if err := send(e.dial(), "x@ptr.example", []string{alice}, msg); err != nil {
+		t.Fatal(err)
+	}
+	got := e.store.messages(alice, mailstore.FolderInbox)
+	if len(got) != 1 {
+		t.Fatalf("INBOX: %d", len(got))
+	}
+	fields, _ := splitHeader(got[0])
+	if ar := fieldValues(fields, "Authentication-Results")[0]; !strings.Contains(ar, "spf=pass") {
+		t.Errorf("Authentication-Results %q: want spf=pass", ar)
+	}
+}
