@@ -215,9 +215,20 @@ func Open(dir string, o Options) (*Service, error) {
 		pools[name] = out
 	}
 	o.Pools = pools
-	for i, z := range o.DNSBLZones {
-		o.DNSBLZones[i] = strings.Trim(strings.ToLower(strings.TrimSpace(z)), ".")
+	if len(pools) > 0 {
+		for tier, pool := range o.TierPools {
+			if _, ok := pools[pool]; !ok && pool != "" {
+				return nil, fmt.Errorf("reputation: tier %s: pool %q is not configured", tier, pool)
+			}
+		}
 	}
+	zones := make([]string, 0, len(o.DNSBLZones))
+	for _, z := range o.DNSBLZones {
+		if z = strings.Trim(strings.ToLower(strings.TrimSpace(z)), "."); z != "" {
+			zones = append(zones, z)
+		}
+	}
+	o.DNSBLZones = zones
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err

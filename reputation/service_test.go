@@ -430,3 +430,14 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d events counted, want 2000", total)
 	}
 }
+
+func TestOpenValidates(t *testing.T) {
+	_, err := Open(t.TempDir(), Options{Pools: testPools(), TierPools: map[Tier]string{Quarantine: "jail"}})
+	if err == nil || !strings.Contains(err.Error(), `"jail"`) {
+		t.Errorf("a tier pool that is not configured: %v", err)
+	}
+	_, err = Open(t.TempDir(), Options{Pools: map[string][]Source{"p": {{EHLO: "x"}}}})
+	if err == nil {
+		t.Error("a source without an address opened")
+	}
+}
