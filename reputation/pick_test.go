@@ -20,6 +20,7 @@ func TestWarmupSpillOver(t *testing.T) {
 			"warm": {{IP: ipWarm, EHLO: "new.test", Warmup: Warmup{Start: t0}}, {IP: ipStd1, EHLO: "out1.test"}},
 			"solo": {{IP: ipSolo, EHLO: "solo.test", Warmup: Warmup{Start: t0, Day1: 3}}},
 		}
+		o.TierPools = map[Tier]string{Standard: "warm"}
 	})
 	got, refused := e.picks("warm", siteMX, 200)
 	if refused != 0 || got[ipWarm] != 50 || got[ipStd1] != 150 {
@@ -67,6 +68,7 @@ func TestPickSourceFamily(t *testing.T) {
 	v6 := netip.MustParseAddr("::1")
 	e := newEnv(t, func(o *Options) {
 		o.Pools = map[string][]Source{"mixed": {{IP: ipStd1, EHLO: "v4.test"}, {IP: v6, EHLO: "v6.test"}}}
+		o.TierPools = nil
 	})
 	for range 4 {
 		if src, ok := e.svc.PickSource("mixed", siteMX, netip.MustParseAddr("192.0.2.1")); !ok || src.IP != ipStd1 {
