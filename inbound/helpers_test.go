@@ -502,3 +502,12 @@ func firstLine(t testing.TB, addr string) string {
 	line, _ := bufio.NewReader(conn).ReadString('\n')
 	return line
 }
+
+// What cmd wires in satisfies inbound's interfaces.
+var (
+	_ Directory   = (*tenant.Directory)(nil)
+	_ LocalStore  = (*mailstore.Store)(nil)
+	_ Spool       = (*fairq.Queue)(nil)
+	_ Resolver    = tenant.DNS(nil)
+	_ ptrResolver = (*tenant.DNSResolver)(nil)
+)
