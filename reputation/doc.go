@@ -41,7 +41,10 @@
 //     it (with the TXT reason) until a later check finds NXDOMAIN.
 //  6. Report feeds `fairway reputation show [TENANT] [--json]`.
 //
-// It never sends mail.
+// It never sends mail. Memory is fixed per tracked thing: about 6 KB per
+// tenant (180 buckets), 6 KB per source address and 1 KB per (source,
+// site), with the counts of tenants, sources and sites per source capped
+// (Options.MaxTenants, MaxSources, MaxSitesPerSource).
 //
 // On-disk layout: a Pebble store (cmd passes <data_dir>/reputation),
 // written by Tick (only what changed, one batch) and by Close (fsynced):

@@ -66,8 +66,8 @@ type Change struct {
 // Defaults for Options fields left zero.
 const (
 	DefaultMaxSitesPerSource = 512
-	DefaultMaxTenants        = 100_000
-	DefaultMaxSources        = 1024
+	DefaultMaxTenants        = 20_000 // about 6 KB each
+	DefaultMaxSources        = 256    // up to about 600 KB each with every site tracked
 	DefaultHistory           = 20
 	// acceptedRateFor is how long an operator's release of a spike hold
 	// raises the tenant's baseline to the rate it was held at.
