@@ -177,3 +177,5 @@ func gatheredSeries(ie *imapEnv, name string) (int, error) {
 	}
 	return 0, nil
 }
+
+func listenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

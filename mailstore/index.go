@@ -43,6 +43,9 @@ type folderMeta struct {
 	Count       uint32
 	Bytes       int64
 	Subscribed  bool
+	// Modification times (Unix ns) of new/ and cur/ when the index last
+	// matched the files: equal times on load mean no rescan is needed.
+	NewMtime, CurMtime int64
 }
 
 func (m folderMeta) encode() []byte {
@@ -56,7 +59,8 @@ func (m folderMeta) encode() []byte {
 	} else {
 		b = append(b, 0)
 	}
-	return b
+	b = binary.AppendVarint(b, m.NewMtime)
+	return binary.AppendVarint(b, m.CurMtime)
 }
 
 var errCorrupt = errors.New("mailstore: corrupt index record")
@@ -75,6 +79,10 @@ func decodeMeta(b []byte) (folderMeta, error) {
 	}
 	if d.err {
 		return folderMeta{}, errCorrupt
+	}
+	m.NewMtime, m.CurMtime = d.varint(), d.varint()
+	if d.err {
+		m.NewMtime, m.CurMtime = 0, 0 // unknown: rescan
 	}
 	return m, nil
 }
@@ -126,26 +134,35 @@ func (m *message) encode() []byte {
 }
 
 func decodeMessage(uid uint32, b []byte) (*message, error) {
+	m := &message{}
+	if err := decodeMessageInto(m, uid, b); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeMessageInto decodes a record into m; m.env aliases b.
+func decodeMessageInto(m *message, uid uint32, b []byte) error {
 	d := decoder{b: b}
 	if d.byte() != 1 {
-		return nil, errCorrupt
+		return errCorrupt
 	}
-	m := &message{uid: uid, flags: d.byte(), inCur: d.byte() == 1}
+	m.uid, m.flags, m.inCur = uid, d.byte(), d.byte() == 1
 	m.date = d.varint()
 	m.size = d.varint()
 	m.base = d.string()
 	n := d.uvarint()
 	if n > 64 {
-		return nil, errCorrupt
+		return errCorrupt
 	}
 	for i := uint64(0); i < n && !d.err; i++ {
 		m.keywords = append(m.keywords, d.string())
 	}
 	if d.err || m.base == "" || m.size < 0 {
-		return nil, errCorrupt
+		return errCorrupt
 	}
 	m.env = d.b
-	return m, nil
+	return nil
 }
 
 func appendString(b []byte, s string) []byte {
