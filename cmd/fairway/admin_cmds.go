@@ -37,6 +37,7 @@ func addAdminCommands(root *cobra.Command, o *cliOptions) {
 			dkimStatusCmd(o), dkimRotateCmd(o)),
 		group("queue", "Inspect and act on the outbound queue",
 			queueStatsCmd(o), queueListCmd(o), queueRetryCmd(o), queueDeleteCmd(o)),
+		dmarcCmd(o),
 		group("token", "Bearer tokens for the admin API over HTTP",
 			tokenCreateCmd(o), tokenListCmd(o), tokenRevokeCmd(o)),
 	)

@@ -191,6 +191,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
 		Records: recordParams(cfg), Logger: log, Metrics: metrics})
+	api.HandleDMARC(reports)
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
 	if err != nil {
 		return err

@@ -50,6 +50,8 @@
 //	GET    /v1/queue/messages[?tenant=&after=&limit=]
 //	POST   /v1/queue/messages/{id}/retry     make due now
 //	DELETE /v1/queue/messages/{id}           delete without bounce
+//	GET    /v1/dmarc/{domain}/summary[?since=7d]  DMARC report roll-up and signals
+//	GET    /v1/dmarc/rejected[?limit=N]      reports kept aside, with the reason
 //	GET    /v1/tokens                        list admin tokens
 //	POST   /v1/tokens                        create {name} (socket only)
 //	DELETE /v1/tokens/{id}                   revoke
