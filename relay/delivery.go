@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"fairway/fairq"
+	"fairway/reputation"
 )
 
 // Delivery, the outbound half, one lease at a time:
@@ -85,6 +86,9 @@ type DeliveryOptions struct {
 	// Local, if set, takes deliveries to hosted domains (Local.Hosted)
 	// instead of the network.
 	Local LocalDelivery
+	// Reputation, if set, is told every outcome and picks the source of
+	// each transaction among its pool's; else sources go round-robin.
+	Reputation Reputation
 	// Workers is the number of concurrent deliveries; default 100.
 	Workers int
 	// Port is the port MX hosts are dialed on; default 25.
@@ -295,12 +299,22 @@ const (
 
 // attemptOutcome is the result of one delivery attempt.
 type attemptOutcome struct {
-	results []fairq.RecipientResult // one per recipient, in record order; Status 0 = undecided
-	site    string
-	lane    laneVerdict
-	host    string // the host that answered
-	tls     string // its TLS version, "" if none
-	reused  bool
+	results  []fairq.RecipientResult // one per recipient, in record order; Status 0 = undecided
+	site     string
+	lane     laneVerdict
+	host     string // the host that answered
+	tls      string // its TLS version, "" if none
+	reused   bool
+	source   netip.Addr // the source address the attempt left from, if bound
+	noSource bool       // reputation let no source send: our throttle, not the tenant's doing
+	replies  []reply    // per recipient, for reputation
+}
+
+// reply is what a recipient's result was decided by.
+type reply struct {
+	code     int
+	enhanced string
+	line     string
 }
 
 func (o *attemptOutcome) set(i int, e *DeliveryError) {
@@ -310,6 +324,7 @@ func (o *attemptOutcome) set(i int, e *DeliveryError) {
 	}
 	o.results[i].Status = st
 	o.results[i].Detail = e.Detail()
+	o.replies[i] = reply{code: e.Code, enhanced: e.Enhanced, line: e.Line}
 }
 
 // fill decides every undecided recipient among idx (all if idx is nil).
@@ -346,6 +361,7 @@ func (d *Delivery) deliver(ctx context.Context, l *fairq.Lease) {
 		d.q.LaneSucceeded(l.Pool, out.site)
 	}
 	d.report(log, l, &out, d.clock.Now().Sub(start))
+	d.tellReputation(l, &out)
 	if err := d.q.Complete(ctx, l, out.results); err != nil {
 		log.Error("completing the delivery", "err", err)
 	}
@@ -354,7 +370,8 @@ func (d *Delivery) deliver(ctx context.Context, l *fairq.Lease) {
 // attempt delivers the lease's recipients in one transaction.
 func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 	rec := l.Record
-	out := attemptOutcome{results: make([]fairq.RecipientResult, len(rec.Recipients))}
+	out := attemptOutcome{results: make([]fairq.RecipientResult, len(rec.Recipients)),
+		replies: make([]reply, len(rec.Recipients))}
 	for i, r := range rec.Recipients {
 		out.results[i].Recipient = r
 	}
@@ -395,6 +412,24 @@ func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 	}
 	pool, srcs := d.poolSources(l.Pool)
 	key := idleKey{pool: pool, site: hop.site}
+	if d.opts.Reputation != nil {
+		src, ok := d.opts.Reputation.PickSource(pool, hop.site, netip.Addr{})
+		if !ok {
+			out.fill(idx, localError(false, StageConnect, hop.site, esNoAnswer,
+				fmt.Sprintf("no source of pool %q may send to %s now (warm-up cap, receiver feedback or blocklist)", pool, hop.site), nil))
+			out.lane, out.noSource = laneFailed, true
+			return out
+		}
+		srcs = nil
+		if src.IP.IsValid() {
+			ehlo := src.EHLO
+			if ehlo == "" {
+				ehlo = d.opts.Hostname
+			}
+			srcs = []Source{{IP: src.IP, EHLO: ehlo}}
+			key.source, out.source = src.IP, src.IP
+		}
+	}
 	sc, reused, derr := d.connect(ctx, key, hop, srcs)
 	if derr != nil {
 		out.fill(idx, derr)
@@ -403,7 +438,7 @@ func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 		}
 		return out
 	}
-	out.host, out.tls, out.reused = sc.host, sc.tls, reused
+	out.host, out.tls, out.reused, out.source = sc.host, sc.tls, reused, sc.source.IP
 	reusable, connErr := d.transact(sc, rec.From, rec.Recipients, idx, body, &out)
 	switch {
 	case connErr != nil:
@@ -628,6 +663,7 @@ func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int
 	for _, i := range accepted {
 		out.results[i].Status = fairq.Delivered
 		out.results[i].Detail = detail
+		out.replies[i] = reply{code: 250, enhanced: enhanced, line: text}
 	}
 	return true, nil
 }
@@ -673,6 +709,39 @@ func (d *Delivery) report(log *slog.Logger, l *fairq.Lease, out *attemptOutcome,
 			attrs = append(attrs, "took", took)
 		}
 		log.Info(g.event, attrs...)
+	}
+}
+
+// tellReputation records the attempt's outcomes with reputation: one event
+// per distinct reply. Attempts that never reached the network (DNS, local
+// reasons, the local path) say nothing about the tenant's sending and are
+// not recorded.
+func (d *Delivery) tellReputation(l *fairq.Lease, out *attemptOutcome) {
+	if d.opts.Reputation == nil || out.noSource || out.site == "" || out.host == localHost || out.host == "" && out.lane != laneFailed {
+		return
+	}
+	type group struct {
+		r reply
+		n int
+	}
+	var groups []group
+next:
+	for i, r := range out.replies {
+		if out.results[i].Status == 0 {
+			continue
+		}
+		for g := range groups {
+			if groups[g].r == r {
+				groups[g].n++
+				continue next
+			}
+		}
+		groups = append(groups, group{r: r, n: 1})
+	}
+	for _, g := range groups {
+		d.opts.Reputation.Record(reputation.Event{Tenant: l.Record.Tenant, Source: out.source, Site: out.site,
+			Outcome: reputation.OutcomeOf(g.r.code, g.r.enhanced), Count: g.n,
+			Code: g.r.code, Enhanced: g.r.enhanced, Line: g.r.line})
 	}
 }
 

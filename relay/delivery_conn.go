@@ -192,7 +192,12 @@ func (d *Delivery) startTLS(ctx context.Context, conn net.Conn, host string) (*t
 
 // idleKey names the connections a delivery may reuse: same source pool, same
 // destination site.
-type idleKey struct{ pool, site string }
+// idleKey says which idle connections a transaction may take: same pool and
+// site, and, when reputation picks sources, the same source address.
+type idleKey struct {
+	pool, site string
+	source     netip.Addr
+}
 
 // idlePool keeps a few idle, healthy connections per (pool, site). A
 // connection is taken by a worker delivering to that site, which resets it

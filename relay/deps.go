@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fairway/fairq"
+	"fairway/reputation"
 	"fairway/tenant"
 )
 
@@ -57,6 +58,16 @@ type LocalDelivery interface {
 	// (4xx temporary, 5xx permanent). extra is the queue record's Extra,
 	// passed through unread.
 	DeliverLocal(ctx context.Context, from string, recipients []string, body []byte, extra []byte) []error
+}
+
+// Reputation is what delivery tells and asks reputation
+// (*reputation.Service): every outcome, and which source of a pool may send
+// to a site now (warm-up caps, receiver feedback, blocklists).
+type Reputation interface {
+	Record(ev reputation.Event)
+	// PickSource returns the source to send from; the zero Source means no
+	// binding; false means no source of the pool may send to the site now.
+	PickSource(pool, site string, dst netip.Addr) (reputation.Source, bool)
 }
 
 // Resolver is the DNS delivery needs: MX, then A/AAAA.
