@@ -38,6 +38,7 @@ func addAdminCommands(root *cobra.Command, o *cliOptions) {
 		group("queue", "Inspect and act on the outbound queue",
 			queueStatsCmd(o), queueListCmd(o), queueRetryCmd(o), queueDeleteCmd(o)),
 		dmarcCmd(o),
+		reputationCmd(o),
 		group("token", "Bearer tokens for the admin API over HTTP",
 			tokenCreateCmd(o), tokenListCmd(o), tokenRevokeCmd(o)),
 	)

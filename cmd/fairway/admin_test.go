@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"fairway/cmd/fairway/adminapi"
+	"fairway/reputation"
 	"fairway/tenant"
 )
 
@@ -244,6 +245,16 @@ func testAdminCLI(t *testing.T, bin string) {
 	if out := d.must(t, "", "tenant", "show", "acme"); !strings.Contains(out, "2G") || !strings.Contains(out, "1. dmarc fail → quarantine") {
 		t.Errorf("tenant show printed %q", out)
 	}
+
+	// Reputation: a new tenant starts standard, in the default pool.
+	rr := decode[reputation.Report](t, d.must(t, "", "reputation", "show", "acme", "--json"))
+	if len(rr.Tenants) != 1 || rr.Tenants[0].Tenant != "acme" || rr.Tenants[0].Tier != reputation.Standard {
+		t.Errorf("reputation show acme: %+v", rr)
+	}
+	if out := d.must(t, "", "reputation", "show"); !strings.Contains(out, "acme") || !strings.Contains(out, "standard") {
+		t.Errorf("reputation show printed %q", out)
+	}
+	d.refused(t, 1, "", []string{"reputation", "show", "ghost"}, "not found")
 
 	// Mailboxes: the password comes from stdin and is never echoed.
 	const password = "correct horse battery staple"

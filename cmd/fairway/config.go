@@ -13,6 +13,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"fairway/reputation"
 	"fairway/tenant"
 )
 
@@ -58,6 +59,26 @@ type Config struct {
 	Inbound InboundConfig `toml:"inbound"`
 	// IMAP is the [imap] table: connection caps.
 	IMAP IMAPConfig `toml:"imap"`
+	// Reputation is the [reputation] table: which pool each tier sends
+	// from, blocklists, and how often scores are evaluated.
+	Reputation ReputationConfig `toml:"reputation"`
+}
+
+// ReputationConfig tunes package reputation.
+type ReputationConfig struct {
+	// TierPools maps a tier (trusted, standard, probation, quarantine,
+	// suspended) to the [[pool]] its tenants send from. A tier not listed
+	// sends from the default pool (the first [[pool]]). Default: none, so
+	// containment needs at least quarantine = "<a pool of its own>".
+	TierPools map[string]string `toml:"tier_pools"`
+	// DNSBL are the blocklist zones every source address is checked
+	// against, e.g. ["zen.spamhaus.org"]. Default: none.
+	DNSBL []string `toml:"dnsbl"`
+	// CheckInterval is how often tiers, spikes and holds are evaluated
+	// (default "1m"); DNSBLInterval how often the blocklists are asked
+	// (default "15m").
+	CheckInterval Duration `toml:"check_interval"`
+	DNSBLInterval Duration `toml:"dnsbl_interval"`
 }
 
 // InboundConfig tunes the MX (package inbound).
@@ -204,6 +225,15 @@ type SourceConfig struct {
 	// EHLO is the name announced when sending from IP; it should match the
 	// IP's reverse DNS. Default "": hostname.
 	EHLO string `toml:"ehlo"`
+
+	// WarmupStart, for a new address, is the day ("2026-11-25") its
+	// warm-up began: it then sends at most WarmupDay1 messages per site on
+	// the first day, doubling daily for WarmupDays days (defaults 50 and
+	// 14), and the rest of its pool takes what it may not. Default "": an
+	// established address.
+	WarmupStart string `toml:"warmup_start"`
+	WarmupDay1  int    `toml:"warmup_day1"`
+	WarmupDays  int    `toml:"warmup_days"`
 }
 
 // defaultConfig returns the configuration used when no file is given, and
@@ -225,7 +255,8 @@ func defaultConfig() Config {
 			MaxRecipients:       100,
 			MaxConnectionsPerIP: 20,
 		},
-		IMAP: IMAPConfig{TenantConnections: 200, UserConnections: 20},
+		IMAP:       IMAPConfig{TenantConnections: 200, UserConnections: 20},
+		Reputation: ReputationConfig{CheckInterval: Duration(time.Minute), DNSBLInterval: Duration(15 * time.Minute)},
 		DKIM: DKIMConfig{
 			PublishDelay:     Duration(48 * time.Hour),
 			RetireDelay:      Duration(48 * time.Hour),
@@ -340,6 +371,48 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 	}
 }
 
+// validateReputation checks [reputation] and the pools' warm-up keys.
+func (c *Config) validateReputation(bad func(key, format string, args ...any)) {
+	r := &c.Reputation
+	pools := map[string]bool{}
+	for _, p := range c.Pools {
+		pools[p.Name] = true
+	}
+	for tier, pool := range r.TierPools {
+		if _, err := reputation.ParseTier(tier); err != nil {
+			bad("reputation.tier_pools."+tier, "not a tier (want trusted, standard, probation, quarantine or suspended)")
+		} else if !pools[pool] {
+			bad("reputation.tier_pools."+tier, "%q is not a [[pool]] name", pool)
+		}
+	}
+	for i, z := range r.DNSBL {
+		if !validDomain(z) {
+			bad(fmt.Sprintf("reputation.dnsbl[%d]", i), "%q is not a DNS zone", z)
+		}
+	}
+	if r.CheckInterval < Duration(time.Second) {
+		bad("reputation.check_interval", "at least 1s")
+	}
+	if r.DNSBLInterval < Duration(time.Minute) {
+		bad("reputation.dnsbl_interval", "at least 1m")
+	}
+	for i, p := range c.Pools {
+		for j, src := range p.Sources {
+			key := fmt.Sprintf("pool[%d].sources[%d]", i, j)
+			if src.WarmupStart != "" {
+				if _, err := time.Parse(time.DateOnly, src.WarmupStart); err != nil {
+					bad(key+".warmup_start", "%q: want a date like 2026-11-25", src.WarmupStart)
+				}
+			} else if src.WarmupDay1 != 0 || src.WarmupDays != 0 {
+				bad(key, "warmup_day1 and warmup_days need warmup_start")
+			}
+			if src.WarmupDay1 < 0 || src.WarmupDays < 0 || src.WarmupDays > 365 {
+				bad(key, "warm-up numbers must be positive (warmup_days at most 365)")
+			}
+		}
+	}
+}
+
 // dmarcReportAddress is where DMARC aggregate reports come.
 func (c *Config) dmarcReportAddress() string {
 	if c.Inbound.DMARCReportAddress != "" {
@@ -379,6 +452,7 @@ func (c *Config) validate() error {
 		bad("data_dir", "must not be empty")
 	}
 	c.validateInbound(bad)
+	c.validateReputation(bad)
 
 	for _, l := range []struct{ key, addr string }{
 		{"listen.mx", c.Listen.MX},

@@ -23,6 +23,7 @@ import (
 	"fairway/cmd/fairway/adminapi"
 	"fairway/fairq"
 	"fairway/relay"
+	"fairway/reputation"
 	"fairway/tenant"
 )
 
@@ -133,11 +134,24 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return nil
 	})
 
-	if err := adminapi.SyncQueue(dir, queue); err != nil {
+	registry, metrics := newMetrics(queue)
+
+	// Reputation's tier and hold changes reach the queue through the admin
+	// API's one sync function; the API exists later, hence the pointer.
+	var apiRef atomic.Pointer[adminapi.API]
+	rep, err := openReputation(cfg, dir, resolver, registry, log, func(c reputation.Change) {
+		if api := apiRef.Load(); api != nil {
+			if err := api.SyncTenant(c.Tenant); err != nil {
+				log.Error("applying a reputation change to the queue", "tenant", c.Tenant, "err", err)
+			}
+		}
+	}, &open)
+	if err != nil {
+		return err
+	}
+	if err := adminapi.SyncQueue(dir, queue, rep); err != nil {
 		return fmt.Errorf("applying tenant policy to the queue: %w", err)
 	}
-
-	registry, metrics := newMetrics(queue)
 
 	tlsConfig, err := serverTLS(cfg)
 	if err != nil {
@@ -152,6 +166,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		return err
 	}
 	mx, err := newMX(cfg, mxDeps{dir: dir, store: store, queue: queue, reports: reports, resolver: resolver,
+		complaints: complaintIntake{rep: rep, log: log},
 		tls: tlsConfig, reg: registry, log: log}, &open)
 	if err != nil {
 		return err
@@ -160,7 +175,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	// Delivery's lookups are cached; the directory's are not (it must see
 	// DKIM records as soon as they are published).
 	delivery, err := relay.NewDelivery(relay.DeliveryOptions{Hostname: cfg.Hostname, Queue: queue,
-		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}), Local: hostedLocal{dir: dir, mx: mx},
+		Resolver: relay.NewDNSCache(resolver, relay.DNSCacheOptions{}), Local: hostedLocal{dir: dir, mx: mx}, Reputation: rep,
 		Routes: deliveryRoutes(cfg), Pools: deliveryPools(cfg), DefaultPool: defaultPool(cfg),
 		Logger: log, Registerer: registry})
 	if err != nil {
@@ -190,7 +205,8 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	}
 
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
-		Records: recordParams(cfg), Logger: log, Metrics: metrics})
+		Records: recordParams(cfg), Reputation: rep, Logger: log, Metrics: metrics})
+	apiRef.Store(api)
 	api.HandleDMARC(reports)
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
 	if err != nil {
@@ -209,6 +225,12 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		runDKIMTicks(tickCtx, dir, log, time.Duration(cfg.DKIM.CheckInterval))
 	}()
 	open.add(func() error { stopTicks(); <-ticks; return nil })
+	repTicks := make(chan struct{})
+	go func() {
+		defer close(repTicks)
+		runReputationTicks(tickCtx, rep, log, time.Duration(cfg.Reputation.CheckInterval), time.Duration(cfg.Reputation.DNSBLInterval))
+	}()
+	open.add(func() error { stopTicks(); <-repTicks; return nil })
 
 	log.Info("fairway started", "version", version(), "hostname", cfg.Hostname,
 		"data_dir", cfg.DataDir, "pid", os.Getpid())

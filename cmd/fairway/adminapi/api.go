@@ -31,6 +31,7 @@
 //	POST   /v1/tenants/{name}/resume         resume; release its queue
 //	POST   /v1/tenants/{name}/rules          insert an inbound rule {rule, position}
 //	DELETE /v1/tenants/{name}/rules/{n}      remove rule n (1-based)
+//	GET    /v1/reputation[?tenant=T]         tiers, pools, rates, holds
 //	GET    /v1/domains[?tenant=T]            list domains
 //	POST   /v1/domains                       add {domain, tenant}
 //	DELETE /v1/domains/{domain}              remove with its users
@@ -148,6 +149,9 @@ type Config struct {
 	// address.
 	Records tenant.RecordParams
 	Logger  *slog.Logger
+	// Reputation, if set, chooses each tenant's pool and answers
+	// GET /v1/reputation; without it the policy's pool is used.
+	Reputation Reputation
 	// Metrics, if set, answers GET /metrics (Prometheus text format) on both
 	// listeners. It needs no token: it is read-only, and the admin listener
 	// is on loopback unless the operator moves it.
@@ -162,6 +166,7 @@ type API struct {
 	queue   Queue
 	keys    Keys
 	records tenant.RecordParams
+	rep     Reputation
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics http.Handler
@@ -173,7 +178,7 @@ func New(c Config) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{dir: c.Directory, tokens: c.Tokens, queue: c.Queue, keys: c.Keys, records: c.Records,
+	a := &API{dir: c.Directory, tokens: c.Tokens, queue: c.Queue, keys: c.Keys, records: c.Records, rep: c.Reputation,
 		log: log.With("component", "adminapi"), mux: http.NewServeMux(), metrics: c.Metrics}
 	a.routes()
 	if c.Metrics != nil {
@@ -268,6 +273,7 @@ func (a *API) routes() {
 	a.handle("DELETE /v1/tenants/{name}", a.removeTenant)
 	a.handle("POST /v1/tenants/{name}/suspend", a.suspendTenant)
 	a.handle("POST /v1/tenants/{name}/resume", a.resumeTenant)
+	a.handle("GET /v1/reputation", a.reputationReport)
 	a.handle("POST /v1/tenants/{name}/rules", a.addRule)
 	a.handle("DELETE /v1/tenants/{name}/rules/{n}", a.removeRule)
 
@@ -449,6 +455,12 @@ func (a *API) resumeTenant(r *http.Request) (int, any, error) {
 	if err := a.dir.ResumeTenant(name); err != nil {
 		return 0, nil, err
 	}
+	// Resuming is the operator's review of a reputation hold too.
+	if a.rep != nil {
+		if err := a.rep.Release(name); err != nil {
+			return 0, nil, withTenant(name, fmt.Errorf("releasing the reputation hold: %w", err))
+		}
+	}
 	t, err := a.syncTenant(name)
 	return http.StatusOK, t, err
 }
@@ -463,6 +475,11 @@ func (a *API) removeTenant(r *http.Request) (int, any, error) {
 	if err := a.queue.Release(name); err != nil {
 		return 0, nil, withTenant(name, fmt.Errorf("releasing queued mail of removed tenant: %w", err))
 	}
+	if a.rep != nil {
+		if err := a.rep.Forget(name); err != nil {
+			return 0, nil, withTenant(name, fmt.Errorf("forgetting its reputation: %w", err))
+		}
+	}
 	return http.StatusOK, Removed{Removed: name}, nil
 }
 
@@ -473,7 +490,7 @@ func (a *API) syncTenant(name string) (tenant.Tenant, error) {
 	if err != nil {
 		return t, withTenant(name, err)
 	}
-	if err := syncTenant(a.queue, t); err != nil {
+	if err := syncTenant(a.queue, t, a.poolOf(t)); err != nil {
 		return t, withTenant(name, err)
 	}
 	return t, nil
@@ -482,8 +499,8 @@ func (a *API) syncTenant(name string) (tenant.Tenant, error) {
 // syncTenant makes the queue schedule t as its policy says: with its weight
 // and pool, and held while it is suspended. It is the one place where
 // directory policy reaches the queue.
-func syncTenant(q Queue, t tenant.Tenant) error {
-	q.SetTenant(t.Name, fairq.TenantConfig{Weight: t.Policy.Weight, Pool: t.Policy.Pool})
+func syncTenant(q Queue, t tenant.Tenant, pool string) error {
+	q.SetTenant(t.Name, fairq.TenantConfig{Weight: t.Policy.Weight, Pool: pool})
 	var err error
 	if t.Policy.Suspended {
 		err = q.Hold(t.Name)
@@ -499,12 +516,20 @@ func syncTenant(q Queue, t tenant.Tenant) error {
 // TenantLister lists the directory's tenants.
 type TenantLister interface{ Tenants() []tenant.Tenant }
 
-// SyncQueue brings the queue in step with every tenant's policy; the daemon
-// calls it at startup, before serving.
-func SyncQueue(d TenantLister, q Queue) error {
+// PoolChooser picks a tenant's pool (*reputation.Service).
+type PoolChooser interface{ TenantPool(tenant string) string }
+
+// SyncQueue brings the queue in step with every tenant's policy, and its
+// pool with pools (nil: the policy's pool); the daemon calls it at startup,
+// before serving.
+func SyncQueue(d TenantLister, q Queue, pools PoolChooser) error {
 	var errs []error
 	for _, t := range d.Tenants() {
-		errs = append(errs, syncTenant(q, t))
+		pool := t.Policy.Pool
+		if pools != nil {
+			pool = pools.TenantPool(t.Name)
+		}
+		errs = append(errs, syncTenant(q, t, pool))
 	}
 	return errors.Join(errs...)
 }
@@ -654,7 +679,7 @@ func (a *API) importCSV(r *http.Request) (int, any, error) {
 	}
 	// New tenants start with the default policy; give the queue their weight.
 	for _, t := range a.dir.Tenants() {
-		if err := syncTenant(a.queue, t); err != nil {
+		if err := syncTenant(a.queue, t, a.poolOf(t)); err != nil {
 			return 0, nil, withTenant(t.Name, err)
 		}
 	}

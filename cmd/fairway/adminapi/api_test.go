@@ -339,7 +339,7 @@ func TestSyncQueue(t *testing.T) {
 		Recipients: []string{"x@dest.example"}, Body: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := SyncQueue(f.dir, f.queue); err != nil {
+	if err := SyncQueue(f.dir, f.queue, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ts := queueTenant(t, f.queue, "a"); ts.Weight != 3 || ts.Held != 1 {
