@@ -167,7 +167,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	}
 	mx, err := newMX(cfg, mxDeps{dir: dir, store: store, queue: queue, reports: reports, resolver: resolver,
 		complaints: complaintIntake{rep: rep, log: log},
-		tls: tlsConfig, reg: registry, log: log}, &open)
+		tls:        tlsConfig, reg: registry, log: log}, &open)
 	if err != nil {
 		return err
 	}
