@@ -385,11 +385,6 @@ func (f *folder) commitFile(tmp string, m *message, enforceQuota bool) (uint32, 
 		undo()
 		return 0, fmt.Errorf("mailstore: deliver: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		os.Rename(dst, tmp)
-		undo()
-		return 0, err
-	}
 	meta := f.meta
 	m.uid = meta.UIDNext
 	meta.UIDNext++
@@ -402,11 +397,32 @@ func (f *folder) commitFile(tmp string, m *message, enforceQuota bool) (uint32, 
 	defer b.Close()
 	_ = b.Set(msgKey(f.id, m.uid), m.encode(), nil)
 	_ = b.Set(metaKey(f.id), meta.encode(), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		// The file stays: the next scan indexes it (at least once, never
-		// lost).
+	// The directory fsync and the index commit are independent: run them
+	// together, one fsync latency instead of two. Both must succeed.
+	dirDone := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				dirDone <- fmt.Errorf("mailstore: panic syncing directory: %v", r)
+			}
+		}()
+		dirDone <- syncDir(filepath.Dir(dst))
+	}()
+	commitErr := b.Commit(pebble.Sync)
+	dirErr := <-dirDone
+	if dirErr != nil || commitErr != nil {
+		if commitErr == nil {
+			// Take the record back; a crash before this leaves a record
+			// whose file may be missing, which the next scan expunges.
+			undoB := s.db.NewBatch()
+			_ = undoB.Delete(msgKey(f.id, m.uid), nil)
+			_ = undoB.Set(metaKey(f.id), f.meta.encode(), nil)
+			_ = undoB.Commit(pebble.Sync)
+			undoB.Close()
+		}
+		os.Rename(dst, tmp)
 		undo()
-		return 0, fmt.Errorf("mailstore: index: %w", err)
+		return 0, fmt.Errorf("mailstore: deliver: %w", errors.Join(dirErr, commitErr))
 	}
 	f.meta = meta
 	if f.loaded {
