@@ -223,6 +223,7 @@ func tenantShowCmd(o *cliOptions) *cobra.Command {
 					{"inbound rules:", orDash(strings.Join(rules, "; "))},
 					{"mailbox quota:", formatBytes(p.MailboxQuota)},
 					{"tenant quota:", formatBytes(p.TenantQuota)},
+					{"storage used:", storageUsed(t.StorageUsed)},
 					{"imap conns:", limit(p.IMAPConnections) + " (per user " + limit(p.IMAPUserConnections) + ")"},
 					{"created:", when(t.Created)},
 					{"domains:", orDash(strings.Join(t.Domains, ", "))},

@@ -170,3 +170,14 @@ func formatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// storageUsed formats the mail store's usage; "-" without a mail store.
+func storageUsed(n *int64) string {
+	switch {
+	case n == nil:
+		return "- (no local mail store)"
+	case *n == 0:
+		return "0 bytes"
+	}
+	return formatBytes(*n)
+}

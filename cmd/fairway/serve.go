@@ -205,7 +205,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	}
 
 	api := adminapi.New(adminapi.Config{Directory: dir, Tokens: dir, Keys: dir, Queue: queue,
-		Records: recordParams(cfg), Reputation: rep, Logger: log, Metrics: metrics})
+		Records: recordParams(cfg), Reputation: rep, Usage: usageOf(store), Logger: log, Metrics: metrics})
 	apiRef.Store(api)
 	api.HandleDMARC(reports)
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)

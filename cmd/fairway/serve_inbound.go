@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"fairway/cmd/fairway/adminapi"
 	"fairway/fairq"
 	"fairway/inbound"
 	"fairway/inbound/dmarcreport"
@@ -188,4 +189,13 @@ func (h hostedLocal) Hosted(domain string) bool {
 
 func (h hostedLocal) DeliverLocal(ctx context.Context, from string, rcpts []string, body, extra []byte) []error {
 	return h.mx.DeliverLocal(ctx, from, rcpts, body, extra)
+}
+
+// usageOf is the admin API's view of the store's accounting; nil (no usage
+// shown) with an external LMTP store.
+func usageOf(store *mailstore.Store) adminapi.Usage {
+	if store == nil {
+		return nil
+	}
+	return store
 }

@@ -119,6 +119,11 @@ type Directory interface {
 	Import(r io.Reader) (tenant.ImportResult, error)
 }
 
+// Usage is the mail store's accounting (*mailstore.Store).
+type Usage interface {
+	TenantUsage(tenant string) (int64, error)
+}
+
 // Tokens keeps the admin API's bearer tokens (*tenant.Directory).
 type Tokens interface {
 	CreateToken(name string) (secret string, t tenant.Token, err error)
@@ -149,6 +154,9 @@ type Config struct {
 	// address.
 	Records tenant.RecordParams
 	Logger  *slog.Logger
+	// Usage, if set, reports the mail store's bytes per tenant in
+	// GET /v1/tenants/{name} (*mailstore.Store).
+	Usage Usage
 	// Reputation, if set, chooses each tenant's pool and answers
 	// GET /v1/reputation; without it the policy's pool is used.
 	Reputation Reputation
@@ -167,6 +175,7 @@ type API struct {
 	keys    Keys
 	records tenant.RecordParams
 	rep     Reputation
+	usage   Usage
 	log     *slog.Logger
 	mux     *http.ServeMux
 	metrics http.Handler
@@ -178,7 +187,7 @@ func New(c Config) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{dir: c.Directory, tokens: c.Tokens, queue: c.Queue, keys: c.Keys, records: c.Records, rep: c.Reputation,
+	a := &API{dir: c.Directory, tokens: c.Tokens, queue: c.Queue, keys: c.Keys, records: c.Records, rep: c.Reputation, usage: c.Usage,
 		log: log.With("component", "adminapi"), mux: http.NewServeMux(), metrics: c.Metrics}
 	a.routes()
 	if c.Metrics != nil {
@@ -369,6 +378,13 @@ func (a *API) showTenant(r *http.Request) (int, any, error) {
 	out := TenantDetail{Tenant: t, Domains: []string{}}
 	for _, d := range a.dir.Domains(t.Name) {
 		out.Domains = append(out.Domains, d.Name)
+	}
+	if a.usage != nil {
+		used, err := a.usage.TenantUsage(t.Name)
+		if err != nil {
+			return 0, nil, withTenant(t.Name, fmt.Errorf("storage usage: %w", err))
+		}
+		out.StorageUsed = &used
 	}
 	return http.StatusOK, out, nil
 }

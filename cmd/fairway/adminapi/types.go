@@ -83,6 +83,9 @@ type NewRule struct {
 type TenantDetail struct {
 	tenant.Tenant
 	Domains []string `json:"domains"`
+	// StorageUsed is the bytes its mailboxes hold (absent without a mail
+	// store, e.g. with an external LMTP store).
+	StorageUsed *int64 `json:"storage_used,omitempty"`
 }
 
 // Removed answers a DELETE.
