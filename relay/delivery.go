@@ -86,6 +86,10 @@ type DeliveryOptions struct {
 	// Local, if set, takes deliveries to hosted domains (Local.Hosted)
 	// instead of the network.
 	Local LocalDelivery
+	// DisablePipelining makes delivery wait for each reply even when the
+	// server offers PIPELINING (RFC 2920); by default MAIL, every RCPT and
+	// DATA go out in one write.
+	DisablePipelining bool
 	// Reputation, if set, is told every outcome and picks the source of
 	// each transaction among its pool's; else sources go round-robin.
 	Reputation Reputation
@@ -603,6 +607,9 @@ func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int
 		out.fill(idx, localError(true, StageMail, sc.host, esTooBig,
 			fmt.Sprintf("message of %d bytes exceeds the server's limit of %d", len(body), limit), nil))
 		return true, nil
+	}
+	if ok, _ := c.Extension("PIPELINING"); ok && !d.opts.DisablePipelining {
+		return d.transactPipelined(sc, from, rcpts, idx, body, utf8, out)
 	}
 	if err := c.Mail(from, &smtp.MailOptions{Size: int64(len(body)), UTF8: utf8}); err != nil {
 		de := replyError(err, StageMail, sc.host)

@@ -29,6 +29,10 @@ type smtpConn struct {
 
 	idleSince time.Time
 	uses      int // transactions run on it
+
+	// pr and pw carry pipelined transactions (delivery_pipeline.go).
+	pr *textproto.Reader
+	pw *bufio.Writer
 }
 
 // close ends the session politely (QUIT, bounded by a short timeout) and

@@ -668,11 +668,25 @@ func TestDeliveryNullSenderGetsNoDSN(t *testing.T) {
 	}
 }
 
+// TestDeliveryPerRecipientResults runs with PIPELINING (the default against
+// a server that offers it) and without, one reply at a time.
 func TestDeliveryPerRecipientResults(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		disable bool
+	}{{"pipelined", false}, {"one at a time", true}} {
+		t.Run(mode.name, func(t *testing.T) { testPerRecipientResults(t, mode.disable) })
+	}
+}
+
+func testPerRecipientResults(t *testing.T, disablePipelining bool) {
 	s := startSink(t, sinkOptions{})
 	s.rejectRcpt("bad@mix.test", 550, smtp.EnhancedCode{5, 1, 1}, "unknown user")
 	s.rejectRcpt("later@mix.test", 450, smtp.EnhancedCode{4, 2, 1}, "mailbox busy")
-	e := newDlvEnv(t, routeTo(s, "*"))
+	e := newDlvEnv(t, func(o *DeliveryOptions) {
+		routeTo(s, "*")(o)
+		o.DisablePipelining = disablePipelining
+	})
 	id := e.send("t1", "alice@sender.test", "good@mix.test", "bad@mix.test", "later@mix.test")
 	rec := e.waitDeferred(id, 1)
 	msgs := waitMessages(t, s, 2) // the message and the DSN
