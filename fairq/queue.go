@@ -19,7 +19,7 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultMaxAge          = 5 * 24 * time.Hour
+	DefaultMaxAge = 5 * 24 * time.Hour
 	// DefaultLaneConcurrency matches Postfix's
 	// default_destination_concurrency_limit: polite to one receiver.
 	DefaultLaneConcurrency = 20
