@@ -62,7 +62,7 @@ func ruleRemoveCmd(o *cliOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, a []string) error {
 			n, err := strconv.Atoi(a[1])
 			if err != nil || n < 1 {
-				return usagef("rule number %q: want 1, 2, ...", a[1])
+				return usagef("rule number %q: want a number from 1 (as rule list numbers them)", a[1])
 			}
 			var t tenant.Tenant
 			return o.call(cmd, http.MethodDelete, "/v1/tenants/"+seg(a[0])+"/rules/"+strconv.Itoa(n), nil, &t, func(w io.Writer) error {

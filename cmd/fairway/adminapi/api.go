@@ -437,7 +437,7 @@ func (a *API) removeRule(r *http.Request) (int, any, error) {
 	name := r.PathValue("name")
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil || n < 1 {
-		return 0, nil, fmt.Errorf("%w: rule number %q: want 1, 2, ...", tenant.ErrInvalid, r.PathValue("n"))
+		return 0, nil, fmt.Errorf("%w: rule number %q: want a number from 1 (as rule list numbers them)", tenant.ErrInvalid, r.PathValue("n"))
 	}
 	var nErr error
 	err = a.dir.UpdateTenant(name, func(p *tenant.Policy) {
