@@ -470,7 +470,7 @@ func (f *folder) readBody(m *message) ([]byte, error) {
 		f.mu.Lock()
 		p := filepath.Join(f.dir, m.relPath())
 		f.mu.Unlock()
-		b, err := os.ReadFile(p)
+		b, err := readMessageFile(p, m.size)
 		if err == nil {
 			return toCRLF(b), nil
 		}

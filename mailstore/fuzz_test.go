@@ -77,3 +77,12 @@ func FuzzIndexRecord(f *testing.F) {
 		decodeEnvelope(b)
 	})
 }
+
+func TestHasField(t *testing.T) {
+	raw := []byte("From: a@b\r\nX-Unindexed : needle\r\nSubject: x-campaign: no\r\n\tfolded\r\n\r\n")
+	for key, want := range map[string]bool{"from": true, "X-UNINDEXED": true, "Subject": true, "X-Campaign": false, "Fro": false, "": false} {
+		if got := hasField(raw, key); got != want {
+			t.Errorf("hasField(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -372,16 +373,50 @@ func (v *view) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, op
 	}
 	f.mu.Unlock()
 
+	// Criteria that read files run on several workers: the cost is the
+	// file reads, which overlap.
+	matched := make([]bool, len(cands))
+	workers := 1
+	if criteriaReadFiles(criteria) && len(cands) > 256 {
+		workers = searchWorkers
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	chunk := (len(cands) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min((w+1)*chunk, len(cands))
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func(w, lo, hi int) {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					errs[w] = fmt.Errorf("mailstore: panic in search: %v", r)
+				}
+			}()
+			for i := lo; i < hi; i++ {
+				c := cands[i]
+				mc := &matchCtx{v: v, seq: c.seq, m: c.m, bits: c.bits, kw: c.kw}
+				ok, err := mc.match(criteria)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				matched[i] = ok
+			}
+		}(w, lo, hi)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	var data imap.SearchData
 	var seqSet imap.SeqSet
 	var uidSet imap.UIDSet
-	for _, c := range cands {
-		mc := &matchCtx{v: v, seq: c.seq, m: c.m, bits: c.bits, kw: c.kw}
-		ok, err := mc.match(criteria)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+	for i, c := range cands {
+		if !matched[i] {
 			continue
 		}
 		uidSet.AddNum(imap.UID(c.m.uid))
@@ -413,6 +448,27 @@ func (v *view) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, op
 		v.searchRes = uidSet
 	}
 	return &data, nil
+}
+
+// searchWorkers is how many goroutines read files for one SEARCH.
+const searchWorkers = 4
+
+// criteriaReadFiles says whether evaluating c reads message files.
+func criteriaReadFiles(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if criteriaReadFiles(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if criteriaReadFiles(&c.Or[i][0]) || criteriaReadFiles(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *view) staticCriteria(c *imap.SearchCriteria) {
@@ -476,18 +532,42 @@ func (mc *matchCtx) hasFlag(fl imap.Flag) bool {
 	return false
 }
 
+func (mc *matchCtx) rawHeader() ([]byte, error) {
+	if mc.body == nil {
+		b, err := mc.v.f.readBody(mc.m)
+		if err != nil {
+			return nil, err
+		}
+		mc.body = b
+	}
+	return headerOf(mc.body), nil
+}
+
+// hasField says whether a raw header block has a field named key
+// (case-insensitive).
+func hasField(raw []byte, key string) bool {
+	k := []byte(key)
+	for line := range bytes.SplitSeq(raw, []byte("\n")) {
+		if len(line) > len(k) && line[len(k)] == ':' && bytes.EqualFold(line[:len(k)], k) {
+			return true
+		}
+		if len(line) > len(k) && (line[len(k)] == ' ' || line[len(k)] == '\t') && bytes.EqualFold(line[:len(k)], k) {
+			rest := bytes.TrimLeft(line[len(k):], " \t")
+			if len(rest) > 0 && rest[0] == ':' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (mc *matchCtx) loadHeader() (*mail.Header, error) {
 	if mc.header != nil {
 		return mc.header, nil
 	}
-	var raw []byte
-	if mc.body != nil {
-		raw = headerOf(mc.body)
-	} else {
-		var err error
-		if raw, err = mc.v.f.readHeader(mc.m); err != nil {
-			return nil, err
-		}
+	raw, err := mc.rawHeader()
+	if err != nil {
+		return nil, err
 	}
 	h, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
 	mc.header = &mail.Header{Header: gomessage.Header{Header: h}}
@@ -542,6 +622,17 @@ func (mc *matchCtx) match(c *imap.SearchCriteria) (bool, error) {
 		}
 	}
 	for _, hc := range c.Header {
+		if mc.header == nil {
+			// Most messages lack the field asked for: say so without
+			// parsing the header.
+			raw, err := mc.rawHeader()
+			if err != nil {
+				return false, err
+			}
+			if !hasField(raw, hc.Key) {
+				return false, nil
+			}
+		}
 		h, err := mc.loadHeader()
 		if err != nil {
 			return false, err
@@ -664,13 +755,4 @@ func matchPart(e *gomessage.Entity, pattern string, includeHeader bool, depth in
 		return false
 	}
 	return bytes.Contains(bytes.ToLower(b), []byte(pattern))
-}
-
-// readHeader reads only a message's header block.
-func (f *folder) readHeader(m *message) ([]byte, error) {
-	b, err := f.readBody(m)
-	if err != nil {
-		return nil, err
-	}
-	return headerOf(b), nil
 }
