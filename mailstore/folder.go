@@ -3,7 +3,6 @@ package mailstore
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -188,10 +187,34 @@ func (f *folder) reconcileLocked() error {
 		added = append(added, d)
 	}
 	sort.Slice(added, func(i, j int) bool { return added[i].name < added[j].name })
+	// Reading the files is the cost of indexing a Maildir another tool
+	// wrote: several workers overlap the reads.
+	parsed := make([]*message, len(added))
+	parseErrs := make([]error, len(added))
+	var wg sync.WaitGroup
+	const indexWorkers = 4
+	for w := 0; w < indexWorkers && w < len(added); w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					s.log.Error("panic indexing message files", "tenant", f.mb.tenant, "mailbox", f.mb.addr, "panic", r)
+				}
+			}()
+			for i := w; i < len(added); i += indexWorkers {
+				parsed[i], parseErrs[i] = f.indexFile(added[i])
+			}
+		}(w)
+	}
+	wg.Wait()
 	var addedMsgs []*message
 	var addedBytes int64
-	for _, d := range added {
-		m, err := f.indexFile(d)
+	for i, d := range added {
+		m, err := parsed[i], parseErrs[i]
+		if err == nil && m == nil {
+			err = errors.New("not indexed")
+		}
 		if err != nil {
 			s.log.Warn("skipping unreadable message file", "tenant", f.mb.tenant, "mailbox", f.mb.addr,
 				"folder", f.name, "file", d.name, "err", err)
@@ -258,12 +281,7 @@ func (f *folder) indexFile(d diskFile) (*message, error) {
 		sub = "cur"
 	}
 	p := filepath.Join(f.dir, sub, d.name)
-	fh, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
+	st, err := os.Lstat(p)
 	if err != nil {
 		return nil, err
 	}
@@ -273,9 +291,12 @@ func (f *folder) indexFile(d diskFile) (*message, error) {
 	if st.Size() > f.mb.s.maxSize {
 		return nil, fmt.Errorf("file of %d bytes is over the size limit", st.Size())
 	}
-	body, err := io.ReadAll(io.LimitReader(fh, f.mb.s.maxSize+1))
+	body, err := readMessageFile(p, st.Size())
 	if err != nil {
 		return nil, err
+	}
+	if int64(len(body)) > f.mb.s.maxSize {
+		return nil, fmt.Errorf("file of %d bytes is over the size limit", len(body))
 	}
 	body = toCRLF(body)
 	base, _ := splitName(d.name)

@@ -12,7 +12,7 @@ import (
 // itself for the 2–4 KB files a SEARCH reads by the thousand. sizeHint is
 // the expected size.
 func readMessageFile(path string, sizeHint int64) ([]byte, error) {
-	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
