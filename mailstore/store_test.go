@@ -333,3 +333,29 @@ func TestMailboxDirConfinement(t *testing.T) {
 		}
 	}
 }
+
+// A symlink planted in a Maildir (to another user's mail or a system file)
+// is never indexed nor served.
+func TestSymlinkInMaildirNotServed(t *testing.T) {
+	e := newEnv(t, tenant.Policy{})
+	if err := e.store.Deliver(context.Background(), "carol@globex.example", "", testMessage("carols", 100)); err != nil {
+		t.Fatal(err)
+	}
+	carolNew := filepath.Join(e.dataDir, "mail", "globex.example", "carol", "new")
+	ents, _ := os.ReadDir(carolNew)
+	if len(ents) != 1 {
+		t.Fatalf("carol has %d files", len(ents))
+	}
+	root := filepath.Join(e.dataDir, "mail", "acme.example", "alice")
+	handMaildir(t, root)
+	if err := os.Symlink(filepath.Join(carolNew, ents[0].Name()), filepath.Join(root, "cur", "1800000000.M9P9.evil:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	f := e.loaded("alice@acme.example", FolderInbox)
+	for _, base := range uids(f) {
+		if strings.Contains(base, "evil") {
+			t.Fatalf("symlink indexed as %s", base)
+		}
+	}
+}
