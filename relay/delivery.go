@@ -443,7 +443,7 @@ func (d *Delivery) attempt(ctx context.Context, l *fairq.Lease) attemptOutcome {
 		return out
 	}
 	out.host, out.tls, out.reused, out.source = sc.host, sc.tls, reused, sc.source.IP
-	reusable, connErr := d.transact(sc, rec.From, rec.Recipients, idx, body, &out)
+	reusable, connErr := d.transact(sc, rec.From, rec.Recipients, idx, body, rec.Extra, &out)
 	switch {
 	case connErr != nil:
 		out.lane = laneFailed
@@ -589,7 +589,7 @@ func (d *Delivery) connect(ctx context.Context, key idleKey, hop nextHop, srcs [
 // transact runs one mail transaction on sc for the recipients at idx. It
 // reports whether the connection may be reused, and the connection-level
 // failure that ended it, if any. Per-recipient results go into out.
-func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int, body []byte, out *attemptOutcome) (reusable bool, connErr *DeliveryError) {
+func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int, body, extra []byte, out *attemptOutcome) (reusable bool, connErr *DeliveryError) {
 	sc.uses++
 	c := sc.c
 	utf8 := needsUTF8(from)
@@ -608,10 +608,17 @@ func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int
 			fmt.Sprintf("message of %d bytes exceeds the server's limit of %d", len(body), limit), nil))
 		return true, nil
 	}
-	if ok, _ := c.Extension("PIPELINING"); ok && !d.opts.DisablePipelining {
-		return d.transactPipelined(sc, from, rcpts, idx, body, utf8, out)
+	// DSN parameters travel on to a next hop that speaks DSN (RFC 3461
+	// section 4); without it they stay with us, and Bounce honours them.
+	var dsn *dsnParams
+	if ok, _ := c.Extension("DSN"); ok {
+		dsn, _ = decodeDSNParams(extra) // a bad record only loses the pass-on
 	}
-	if err := c.Mail(from, &smtp.MailOptions{Size: int64(len(body)), UTF8: utf8}); err != nil {
+	if ok, _ := c.Extension("PIPELINING"); ok && !d.opts.DisablePipelining {
+		return d.transactPipelined(sc, from, rcpts, idx, body, utf8, dsn, out)
+	}
+	ret, envid := dsn.mailOptions()
+	if err := c.Mail(from, &smtp.MailOptions{Size: int64(len(body)), UTF8: utf8, Return: ret, EnvelopeID: envid}); err != nil {
 		de := replyError(err, StageMail, sc.host)
 		out.fill(idx, de)
 		if de.connectionLevel() {
@@ -621,7 +628,7 @@ func (d *Delivery) transact(sc *smtpConn, from string, rcpts []string, idx []int
 	}
 	accepted := make([]int, 0, len(idx))
 	for n, i := range idx {
-		err := c.Rcpt(rcpts[i], nil)
+		err := c.Rcpt(rcpts[i], dsn.rcptOptions(rcpts[i]))
 		if err == nil {
 			accepted = append(accepted, i)
 			continue

@@ -75,7 +75,7 @@ func smtpError(code int, msg string) *smtp.SMTPError {
 // transactPipelined is transact for a server that offers PIPELINING. The
 // caller has checked SMTPUTF8 and SIZE.
 func (d *Delivery) transactPipelined(sc *smtpConn, from string, rcpts []string, idx []int, body []byte, utf8 bool,
-	out *attemptOutcome) (reusable bool, connErr *DeliveryError) {
+	dsn *dsnParams, out *attemptOutcome) (reusable bool, connErr *DeliveryError) {
 	c := sc.c
 	r, w := sc.pipelineIO()
 	var cmd strings.Builder
@@ -89,9 +89,10 @@ func (d *Delivery) transactPipelined(sc *smtpConn, from string, rcpts []string, 
 	if utf8 {
 		cmd.WriteString(" SMTPUTF8")
 	}
+	cmd.WriteString(dsn.mailParams())
 	cmd.WriteString("\r\n")
 	for _, i := range idx {
-		fmt.Fprintf(&cmd, "RCPT TO:<%s>\r\n", rcpts[i])
+		fmt.Fprintf(&cmd, "RCPT TO:<%s>%s\r\n", rcpts[i], dsn.rcptParams(rcpts[i]))
 	}
 	cmd.WriteString("DATA\r\n")
 

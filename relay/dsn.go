@@ -37,6 +37,10 @@ func (d *Delivery) Bounce(ctx context.Context, b fairq.Bounce) (err error) {
 	for i, f := range b.Failed {
 		rcpts[i] = f.Recipient
 	}
+	params, perr := decodeDSNParams(rec.Extra)
+	if perr != nil {
+		log.Warn("DSN parameters unreadable, using the defaults", "err", perr)
+	}
 	if b.Expired {
 		reason := ""
 		if len(b.Failed) > 0 {
@@ -46,6 +50,18 @@ func (d *Delivery) Bounce(ctx context.Context, b fairq.Bounce) (err error) {
 	}
 	if rec.From == "" {
 		log.Info("no DSN for a null-sender message", "recipients", rcpts, "expired", b.Expired)
+		return nil
+	}
+	// NOTIFY=NEVER, or a NOTIFY without FAILURE: the sender asked for no
+	// report of these failures (RFC 3461 section 4.1).
+	failed := make([]fairq.RecipientResult, 0, len(b.Failed))
+	for _, f := range b.Failed {
+		if params.wantsFailureDSN(f.Recipient) {
+			failed = append(failed, f)
+		}
+	}
+	if len(failed) == 0 {
+		log.Info("no DSN: the sender's NOTIFY excludes failures", "recipients", rcpts)
 		return nil
 	}
 	orig, err := d.q.Body(b.ID)
@@ -61,8 +77,9 @@ func (d *Delivery) Bounce(ctx context.Context, b fairq.Bounce) (err error) {
 		Arrival:      rec.Created,
 		Now:          now,
 		Expired:      b.Expired,
-		Failed:       b.Failed,
+		Failed:       failed,
 		Original:     orig,
+		Params:       params,
 	})
 	id, err := d.spool.Enqueue(ctx, &fairq.Message{Tenant: rec.Tenant, From: "", Recipients: []string{rec.From}, Body: msg})
 	if errors.Is(err, fairq.ErrInvalidMessage) {
@@ -88,8 +105,13 @@ type dsnReport struct {
 	Now          time.Time
 	Expired      bool
 	Failed       []fairq.RecipientResult
-	Original     []byte // the original message; only its header is included
+	Original     []byte     // the original message: its header, or all of it for RET=FULL
+	Params       *dsnParams // the sender's DSN parameters; nil: none
 }
+
+// maxDSNFullBody bounds the original returned whole for RET=FULL; a larger
+// one is returned as its header only (RFC 3461 section 4.3 allows it).
+const maxDSNFullBody = 10 << 20
 
 // maxDSNHeaders bounds the original header block copied into a DSN.
 const maxDSNHeaders = 64 << 10
@@ -138,7 +160,11 @@ func buildDSN(r dsnReport) []byte {
 	for _, f := range r.Failed {
 		text.WriteString("<" + f.Recipient + ">: " + dsnLine(f.Detail) + "\r\n")
 	}
-	text.WriteString("\r\nThe delivery report and the header of your message are attached.\r\n")
+	if r.Params != nil && r.Params.Ret == "FULL" && len(r.Original) <= maxDSNFullBody {
+		text.WriteString("\r\nThe delivery report and your message are attached.\r\n")
+	} else {
+		text.WriteString("\r\nThe delivery report and the header of your message are attached.\r\n")
+	}
 	cte := "7bit"
 	if !dsnASCII(text.String()) {
 		cte = "8bit"
@@ -154,11 +180,17 @@ func buildDSN(r dsnReport) []byte {
 	var st strings.Builder
 	st.WriteString("Reporting-MTA: dns; " + r.ReportingMTA + "\r\n")
 	st.WriteString("X-Fairway-Queue-ID: " + r.QueueID + "\r\n")
+	if r.Params != nil && r.Params.EnvID != "" {
+		st.WriteString("Original-Envelope-Id: " + dsnLine(r.Params.EnvID) + "\r\n")
+	}
 	if !r.Arrival.IsZero() {
 		st.WriteString("Arrival-Date: " + r.Arrival.Format(time.RFC1123Z) + "\r\n")
 	}
 	for _, f := range r.Failed {
 		st.WriteString("\r\n")
+		if typ, addr, ok := strings.Cut(r.Params.rcpt(f.Recipient).ORcpt, ";"); ok {
+			st.WriteString("Original-Recipient: " + strings.ToLower(typ) + "; " + dsnLine(addr) + "\r\n")
+		}
 		st.WriteString("Final-Recipient: rfc822; " + f.Recipient + "\r\n")
 		st.WriteString("Action: failed\r\n")
 		status, remote, diag := dsnStatus(f.Detail, r.Expired)
@@ -175,8 +207,14 @@ func buildDSN(r dsnReport) []byte {
 	})
 	_, _ = p.Write([]byte(st.String()))
 
-	// Part 3: the original header.
-	if h := headerBlock(r.Original); len(h) > 0 {
+	// Part 3: the original, whole for RET=FULL, else its header.
+	if r.Params != nil && r.Params.Ret == "FULL" && len(r.Original) > 0 && len(r.Original) <= maxDSNFullBody {
+		p, _ = mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":        {"message/rfc822"},
+			"Content-Description": {"Undelivered message"},
+		})
+		_, _ = p.Write(r.Original)
+	} else if h := headerBlock(r.Original); len(h) > 0 {
 		p, _ = mw.CreatePart(textproto.MIMEHeader{
 			"Content-Type":        {"text/rfc822-headers"},
 			"Content-Description": {"Undelivered message header"},

@@ -55,6 +55,9 @@ type sinkMsg struct {
 	From   string
 	Rcpts  []string
 	Data   []byte
+	// The DSN parameters received (a sink with DSN on).
+	MailOpts *smtp.MailOptions
+	RcptOpts []*smtp.RcptOptions
 }
 
 type sinkOptions struct {
@@ -64,6 +67,7 @@ type sinkOptions struct {
 	// BrokenTLS offers STARTTLS but only TLS 1.1, which fairway's client
 	// refuses: every handshake fails.
 	BrokenTLS bool
+	DSN       bool // offer DSN (RFC 3461)
 }
 
 func startSink(t *testing.T, o sinkOptions) *sink {
@@ -96,6 +100,7 @@ func tryStartSink(t *testing.T, o sinkOptions) (*sink, error) {
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	srv.ReadTimeout = 30 * time.Second
 	srv.WriteTimeout = 30 * time.Second
+	srv.EnableDSN = o.DSN
 	if o.TLS || o.BrokenTLS {
 		cert, err := LoadOrCreateCertificate("", "", t.TempDir(), "sink.test", time.Now())
 		if err != nil {
@@ -191,13 +196,16 @@ func (b sinkBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 }
 
 type sinkSession struct {
-	s     *sink
-	c     *smtp.Conn
-	from  string
-	rcpts []string
+	s        *sink
+	c        *smtp.Conn
+	from     string
+	rcpts    []string
+	mailOpts *smtp.MailOptions
+	rcptOpts []*smtp.RcptOptions
 }
 
-func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *sinkSession) Mail(from string, opts *smtp.MailOptions) error {
+	ss.mailOpts = opts
 	s := ss.s
 	s.mu.Lock()
 	s.mails++
@@ -216,7 +224,7 @@ func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 	return nil
 }
 
-func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *sinkSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	s := ss.s
 	s.mu.Lock()
 	rej := s.reject[to]
@@ -229,6 +237,7 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user here"}
 	}
 	ss.rcpts = append(ss.rcpts, to)
+	ss.rcptOpts = append(ss.rcptOpts, opts)
 	return nil
 }
 
@@ -242,7 +251,8 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	ap, _ := netip.ParseAddrPort(ss.c.Conn().RemoteAddr().String())
 	_, isTLS := ss.c.TLSConnectionState()
-	m := sinkMsg{Remote: ap.Addr(), EHLO: ss.c.Hostname(), TLS: isTLS, From: ss.from, Rcpts: slices.Clone(ss.rcpts), Data: data}
+	m := sinkMsg{Remote: ap.Addr(), EHLO: ss.c.Hostname(), TLS: isTLS, From: ss.from, Rcpts: slices.Clone(ss.rcpts), Data: data,
+		MailOpts: ss.mailOpts, RcptOpts: slices.Clone(ss.rcptOpts)}
 	ss.s.mu.Lock()
 	ss.s.msgs = append(ss.s.msgs, m)
 	ss.s.mu.Unlock()
@@ -250,7 +260,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 }
 
 func (ss *sinkSession) Reset() {
-	ss.from, ss.rcpts = "", nil
+	ss.from, ss.rcpts, ss.mailOpts, ss.rcptOpts = "", nil, nil, nil
 }
 
 func (ss *sinkSession) Logout() error { return nil }

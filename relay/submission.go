@@ -173,6 +173,7 @@ func NewSubmission(o SubmissionOptions) (*Submission, error) {
 	// contract's 530 5.7.0. AUTH is still only advertised over TLS
 	// (AuthMechanisms).
 	srv.AllowInsecureAuth = true
+	srv.EnableDSN = true // RFC 3461: kept with the message, honoured by Bounce
 	srv.MaxMessageBytes = o.MaxMessageBytes
 	srv.MaxRecipients = 0 // the session enforces it, so that refusals are counted and logged
 	srv.ReadTimeout = o.CommandTimeout
@@ -323,6 +324,7 @@ type subTx struct {
 	from   string
 	rcpts  []string
 	held   []Reservation // recipients taken from the send limits
+	dsn    dsnParams     // RET, ENVID, NOTIFY, ORCPT (RFC 3461)
 }
 
 var (
@@ -437,7 +439,7 @@ func (ss *subSession) owns(tenantName, addr string) bool {
 }
 
 // Mail starts a transaction.
-func (ss *subSession) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *subSession) Mail(from string, opts *smtp.MailOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.tx != nil {
@@ -459,11 +461,12 @@ func (ss *subSession) Mail(from string, _ *smtp.MailOptions) error {
 		return ss.refuse(&senderError{Addr: from}, tenantName)
 	}
 	ss.tx = &subTx{id: fmt.Sprintf("%016x", mathrand.Uint64()), tenant: tenantName, from: from}
+	ss.tx.dsn.setMail(opts)
 	return nil
 }
 
 // Rcpt adds a recipient, taking it from the send limits.
-func (ss *subSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (ss *subSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	tx := ss.tx
@@ -486,6 +489,7 @@ func (ss *subSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	tx.rcpts = append(tx.rcpts, to)
 	tx.held = append(tx.held, held...)
+	tx.dsn.setRcpt(to, opts)
 	return nil
 }
 
@@ -657,7 +661,7 @@ func (ss *subSession) receive(tx *subTx, r io.Reader) (id fairq.MsgID, size, nsi
 	nsig = len(signers)
 
 	id, err = s.opts.Spool.Enqueue(context.Background(), &fairq.Message{
-		Tenant: tx.tenant, From: tx.from, Recipients: tx.rcpts, Body: body,
+		Tenant: tx.tenant, From: tx.from, Recipients: tx.rcpts, Body: body, Extra: tx.dsn.encode(),
 	})
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("%w: %w", errQueue, err)

@@ -909,3 +909,36 @@ func TestSubmissionAuthThrottledAfterRepeatedFailures(t *testing.T) {
 	e.clk.Advance(61 * time.Second)
 	e.login(subAlice)
 }
+
+func TestSubmissionKeepsDSNParameters(t *testing.T) {
+	e := newSubEnv(t, subEnvConfig{})
+	c := e.login(subAlice)
+	if ok, _ := c.Extension("DSN"); !ok {
+		t.Fatal("DSN not offered")
+	}
+	if err := c.Mail(subAlice, &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: "order-42"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("x@example.com", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("y@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(subMessage(subAlice, "x@example.com", "dsn"))); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, entries, _ := e.queued(resp.StatusText)
+	p, err := decodeDSNParams(entries[0].Record.Extra)
+	if err != nil || p == nil || p.Ret != "HDRS" || p.EnvID != "order-42" || p.wantsFailureDSN("x@example.com") || !p.wantsFailureDSN("y@example.com") {
+		t.Fatalf("queued DSN parameters %+v, %v", p, err)
+	}
+}
