@@ -370,6 +370,7 @@ func (h *exportHandlers) unpackAndImport(w http.ResponseWriter, r *http.Request)
 		h.removeMoved(moved)
 		return ImportedTenant{}, withTenant(name, err)
 	}
+	h.indexMailboxes(arc)
 	if h.api != nil && h.api.queue != nil {
 		if _, err := h.api.syncTenant(name); err != nil {
 			return ImportedTenant{}, err
@@ -378,6 +379,31 @@ func (h *exportHandlers) unpackAndImport(w http.ResponseWriter, r *http.Request)
 	h.log.Info("tenant imported", "tenant", name, "domains", len(domains), "mailboxes", res.Mailboxes,
 		"files", res.Files, "bytes", res.Bytes)
 	return res, nil
+}
+
+// MailboxIndexer is the optional capability of the Usage (*mailstore.Store)
+// to index a mailbox now: asking its usage reads a Maildir it has not seen.
+type MailboxIndexer interface {
+	MailboxUsage(address string) (int64, error)
+}
+
+// indexMailboxes has the mail store index the imported Maildirs at once,
+// so the tenant's usage and quotas count them from the start rather than
+// from each mailbox's first use. The import is committed: a failure here
+// is logged, and the store indexes the mailbox on first use instead.
+func (h *exportHandlers) indexMailboxes(arc *tenant.TenantArchive) {
+	if h.api == nil {
+		return
+	}
+	ix, ok := h.api.usage.(MailboxIndexer)
+	if !ok {
+		return
+	}
+	for _, m := range arc.Mailboxes {
+		if _, err := ix.MailboxUsage(m.Address); err != nil {
+			h.log.Warn("import: indexing an imported mailbox; it is indexed on first use", "tenant", arc.Tenant.Name, "mailbox", m.Address, "err", err)
+		}
+	}
 }
 
 // readArchiveJSON reads and decodes the first member, the TenantArchive.

@@ -203,6 +203,10 @@ func TestTenantMoveBetweenServers(t *testing.T) {
 	if res.Tenant != "acme" || !slices.Equal(res.Domains, []string{"example.com"}) || res.Mailboxes != 1 || res.Aliases != 1 || res.Files < 2 {
 		t.Errorf("import answer %+v", res)
 	}
+	// The store counts the moved mail at once, not from first use.
+	if used, err := b.store.TenantUsage("acme"); err != nil || used == 0 {
+		t.Errorf("acme's usage on B right after the import: %d %v", used, err)
+	}
 	if _, err := b.dir.Authenticate("alice@example.com", movePassword); err != nil {
 		t.Errorf("alice's password on B: %v", err)
 	}
@@ -367,7 +371,7 @@ func TestTenantImportRefusesHostileArchives(t *testing.T) {
 		{"outside mail", buildTar(t, jsonMember, reg("dkim/example.com/x.pem", "x")), 400},
 		{"domain directory as a file", buildTar(t, jsonMember, reg("mail/example.com", "x")), 400},
 		{"dot path", buildTar(t, jsonMember, reg("mail/example.com/./alice/new/x", "x")), 400},
-		{"file over the limit", buildTar(t, jsonMember, reg(msg, strings.Repeat("x", 2000))), 413},
+		{"file over the limit", buildTar(t, jsonMember, reg(msg, strings.Repeat("x", 1100))), 413},
 		{"files together over the limit", buildTar(t, jsonMember, reg(msg, strings.Repeat("x", 1000)), reg(msg+"2", strings.Repeat("y", 1000))), 413},
 		{"too many members", buildTar(t, many...), 413},
 		{"same file twice", buildTar(t, jsonMember, reg(msg, "hello"), reg(msg, "again")), 400},
