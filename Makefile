@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # there is none, and then the tests run without -race rather than fail.
 RACE := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race,)
 
-.PHONY: all build run test check bench interop clean
+.PHONY: all build run test check bench bench-go bench-compare interop clean
 
 all: build
 
@@ -34,12 +34,26 @@ check:
 # each (take medians; the machine is shared). Dispatch benchmarks consume a
 # 1,000,000-delivery queue, so they run a fixed count, not a duration.
 BENCH_COUNT ?= 5
-bench:
+bench-go:
 	$(GO) test -run '^$$' -bench '^BenchmarkEnqueue' -benchtime 2s -count $(BENCH_COUNT) ./fairq/
 	$(GO) test -run '^$$' -bench '^BenchmarkDispatch' -benchtime 200000x -count $(BENCH_COUNT) ./fairq/
 	$(GO) test -run '^$$' -bench '^BenchmarkRecovery' -benchtime 1x -count $(BENCH_COUNT) ./fairq/
 	$(GO) test -run '^$$' -bench '^Benchmark(Lookup|Authenticate|Import1000Domains)' -count $(BENCH_COUNT) ./tenant/
 	$(GO) test -run '^$$' -bench '^Benchmark(EndToEnd|SignRSA2048)' -benchtime 3000x -count $(BENCH_COUNT) ./relay/
+
+# The load benchmark suite (package bench, cmd/fairway-bench): every
+# scenario at its short size against the built binary, measured over SMTP;
+# tables on stdout, JSON in bench-results/. BENCH_ARGS=--full for the issue's
+# sizes (long). bench-compare runs SCENARIO on fairway and then on a private
+# Postfix instance (bench/postfix.sh, needs Debian's postfix package and
+# root) and prints both rows and their ratio.
+BENCH_ARGS ?=
+SCENARIO   ?= throughput
+bench: build
+	$(GO) run ./cmd/fairway-bench --fairway-bin bin/fairway $(BENCH_ARGS)
+
+bench-compare: build
+	$(GO) run ./cmd/fairway-bench --fairway-bin bin/fairway --scenario $(SCENARIO) --compare postfix $(BENCH_ARGS)
 
 # Interop tests drive the built binary with outside clients (swaks, curl,
 # dkimpy, dnslib), installing their Debian packages if missing.

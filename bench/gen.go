@@ -91,6 +91,10 @@ func (r Result) CodeCounts(tenant string) map[int]int {
 	return out
 }
 
+// maxConnectFailures is how many connection attempts in a row a worker
+// makes (about 25 s with the pauses) before it gives up each message.
+const maxConnectFailures = 30
+
 // clientTimeout bounds every SMTP command and the reply after DATA.
 const clientTimeout = 2 * time.Minute
 
@@ -254,6 +258,9 @@ func (w *worker) send(ctx context.Context, n int64) Submission {
 			if errors.As(err, &se) && se.Code/100 == 5 {
 				sub.Code = se.Code
 				return sub // refused credentials do not get better
+			}
+			if w.fails >= maxConnectFailures {
+				return sub
 			}
 			pause := time.Duration(min(w.fails, 10)) * 100 * time.Millisecond
 			select {

@@ -136,8 +136,11 @@ func Fairness(ctx context.Context, o Options) (*Report, error) {
 	for i := range tenants {
 		tenants[i].Weight = weights[i]
 	}
-	const delay = 250 * time.Millisecond
-	e, err := o.setup(ctx, []sinkSpec{{name: "mx", behavior: Behavior{Delay: delay}, domains: []string{"*"}}}, tenants)
+	// While the tenants submit, the destination is very slow, so all three
+	// build a backlog; then it speeds up to delay per message and the
+	// shares are measured until the first tenant runs dry.
+	const delay, fillDelay = 250 * time.Millisecond, 3 * time.Second
+	e, err := o.setup(ctx, []sinkSpec{{name: "mx", behavior: Behavior{Delay: fillDelay}, domains: []string{"*"}}}, tenants)
 	if err != nil {
 		return nil, err
 	}
@@ -151,15 +154,14 @@ func Fairness(ctx context.Context, o Options) (*Report, error) {
 	if len(res.Accepted("")) == 0 {
 		return nil, errNothingAccepted
 	}
+	start := time.Now()
+	e.sinks["mx"].SetBehavior(Behavior{Delay: delay})
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	e.rec.WaitFor(wctx, res.Accepted(""), 20*time.Second)
 	cancel()
 
-	// All are backlogged from the first arrival until the first tenant's
-	// last one.
 	first := e.rec.First()
 	var events []Event
-	var start time.Time
 	lastBy := map[string]time.Time{}
 	for _, s := range res.Submissions {
 		a, ok := first[s.ID]
@@ -167,9 +169,6 @@ func Fairness(ctx context.Context, o Options) (*Report, error) {
 			continue
 		}
 		events = append(events, Event{Key: s.Tenant, At: a.At})
-		if start.IsZero() || a.At.Before(start) {
-			start = a.At
-		}
 		if a.At.After(lastBy[s.Tenant]) {
 			lastBy[s.Tenant] = a.At
 		}
@@ -180,6 +179,9 @@ func Fairness(ctx context.Context, o Options) (*Report, error) {
 			end = lt
 		}
 	}
+	// Skip the first window: deliveries started at the slow pace are still
+	// finishing in it.
+	start = start.Add(fillDelay)
 	wins := Windows(events, start, end, time.Second)
 	d := FairnessDetails{Weights: map[string]int{}, Share: map[string]float64{}, PerSecond: map[string]float64{}, Windows: len(wins), PerWindow: wins}
 	var jw, jr []float64
@@ -219,8 +221,8 @@ func Fairness(ctx context.Context, o Options) (*Report, error) {
 	}
 	d.JainWeighted, d.JainRaw, d.JainWeightMin = round(mean(jw)), round(mean(jr)), round(minOf(jw))
 	r.Rows = append(r.Rows, Row{Label: "all", Cells: []float64{nan, 1, 1, nan, d.JainWeighted, d.JainWeightMin, d.JainRaw}})
-	r.Notes = append(r.Notes, fmt.Sprintf("each tenant submits %d messages (3 connections) to one destination taking %s per message; %d one-second windows while all three had mail arriving",
-		l.Count, delay, len(jw)),
+	r.Notes = append(r.Notes, fmt.Sprintf("each tenant submits %d messages (3 connections, %.0f msgs/s in all) while the destination takes %s per message; then it takes %s and the shares are counted in %d one-second windows until the first tenant runs dry",
+		l.Count, rate(len(res.Accepted("")), secondsSince(res.Start, lastAccepted(res))), fillDelay, delay, len(jw)),
 		"jain_weighted is Jain's index of share/weight per window (1 = shares follow the weights); jain_raw of the raw shares (1 = equal)")
 	r.Details = d
 	return r, nil

@@ -52,6 +52,9 @@ start)
 	done
 	unset IFS
 	[ -n "$relayhost" ] || { echo "no \"*\" route given" >&2; exit 2; }
+	# An empty inline: table is a lookup error, so no table at all then.
+	transport_maps=""
+	[ -z "$transport" ] || transport_maps="inline:{$transport }"
 	if [ ! -f "$dir/conf/main.cf" ]; then
 		cat > "$dir/conf/main.cf" <<EOCF
 compatibility_level = 3.6
@@ -66,7 +69,7 @@ local_transport = error:local delivery is disabled
 alias_maps =
 alias_database =
 relayhost = $relayhost
-transport_maps = inline:{$transport }
+transport_maps = $transport_maps
 queue_directory = $dir/queue
 data_directory = $dir/data
 mail_owner = postfix
@@ -103,7 +106,12 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOCF
 	fi
-	postfix -c "$dir/conf" start >"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; exit 1; }
+	if ! postfix -c "$dir/conf" start >"$dir/start.log" 2>&1; then
+		cat "$dir/start.log" >&2
+		tail -5 "$dir/maillog" >&2 2>/dev/null || true
+		echo "(postfix start failed; its daemons run as user postfix and need every directory above $dir searchable)" >&2
+		exit 1
+	fi
 	# Wait (bounded) for the smtpd port.
 	i=0
 	while [ $i -lt 100 ]; do

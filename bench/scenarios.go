@@ -208,8 +208,12 @@ func Throughput(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		details = append(details, d)
+		cpu, rss := d.CPUSecondsPer1000, d.PeakRSSMiB
+		if rss == 0 { // not measured
+			cpu, rss = math.NaN(), math.NaN()
+		}
 		r.Rows = append(r.Rows, Row{Label: fmt.Sprintf("%dKB", c.size>>10), Cells: []float64{d.AcceptedPerSec, d.DeliveredPerSec,
-			d.CPUSecondsPer1000, d.PeakRSSMiB, d.DeliveryLatency.P50ms, d.DeliveryLatency.P99ms, float64(d.Delivered), float64(d.Accepted)}})
+			cpu, rss, d.DeliveryLatency.P50ms, d.DeliveryLatency.P99ms, float64(d.Delivered), float64(d.Accepted)}})
 	}
 	r.Notes = append(r.Notes, "closed loop: 4 tenants x 4 connections, one recipient per message, one sink on loopback answering at once")
 	r.Details = details
@@ -226,6 +230,9 @@ func throughputRun(ctx context.Context, o Options, e *env, tenants []TenantSpec,
 		return ThroughputDetails{}, err
 	}
 	ids := res.Accepted("")
+	if len(ids) == 0 {
+		return ThroughputDetails{}, fmt.Errorf("%w (replies: %v)", errNothingAccepted, res.CodeCounts(""))
+	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	e.rec.WaitFor(wctx, ids, 30*time.Second)
 	cancel()

@@ -46,13 +46,13 @@ func TestReadStampAfterRelayHeaders(t *testing.T) {
 
 func TestReadStampRejects(t *testing.T) {
 	for name, msg := range map[string]string{
-		"no stamp":          "Subject: x\r\n\r\nX-Fairway-Bench: id=a; tenant=b; submit=1\r\n",
-		"empty":             "",
-		"bad submit":        "X-Fairway-Bench: id=a; tenant=b; submit=soon\r\n\r\n",
-		"no id":             "X-Fairway-Bench: tenant=b; submit=1\r\n\r\n",
-		"no submit":         "X-Fairway-Bench: id=a; tenant=b\r\n\r\n",
-		"field without =":   "X-Fairway-Bench: id=a; tenant; submit=1\r\n\r\n",
-		"space in id":       "X-Fairway-Bench: id=a b; tenant=t; submit=1\r\n\r\n",
+		"no stamp":           "Subject: x\r\n\r\nX-Fairway-Bench: id=a; tenant=b; submit=1\r\n",
+		"empty":              "",
+		"bad submit":         "X-Fairway-Bench: id=a; tenant=b; submit=soon\r\n\r\n",
+		"no id":              "X-Fairway-Bench: tenant=b; submit=1\r\n\r\n",
+		"no submit":          "X-Fairway-Bench: id=a; tenant=b\r\n\r\n",
+		"field without =":    "X-Fairway-Bench: id=a; tenant; submit=1\r\n\r\n",
+		"space in id":        "X-Fairway-Bench: id=a b; tenant=t; submit=1\r\n\r\n",
 		"header only, no LF": "Subject: x",
 	} {
 		if st, err := ReadStamp(strings.NewReader(msg)); err == nil {

@@ -119,6 +119,11 @@ func (PostfixFactory) Notes() []string {
 }
 
 func (p PostfixFactory) Start(ctx context.Context, routes []Route, _ []TenantSpec) (Target, error) {
+	// Postfix's daemons run as user postfix: the way to the queue must be
+	// searchable by it.
+	if err := os.Chmod(p.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("postfix work dir: %w", err)
+	}
 	dir, err := os.MkdirTemp(p.WorkDir, "postfix-")
 	if err != nil {
 		return nil, err
