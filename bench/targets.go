@@ -115,7 +115,8 @@ type PostfixFactory struct {
 func (PostfixFactory) Name() string { return "postfix" }
 
 func (PostfixFactory) Notes() []string {
-	return []string{"Postfix has no tenants: the same load comes from senders of different domains, plain SMTP from mynetworks (no TLS, no AUTH), no per-tenant weights or limits"}
+	return []string{"Postfix has no tenants: the same load comes from senders of different domains, plain SMTP from mynetworks (no TLS, no AUTH), no per-tenant weights or limits",
+		"Postfix CPU is the master with its reaped children plus the live ones; peak RSS is the sum of their VmHWM (shared pages counted in each)"}
 }
 
 func (p PostfixFactory) Start(ctx context.Context, routes []Route, _ []TenantSpec) (Target, error) {
