@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,6 +123,13 @@ func TestTenantExportImportCLI(t *testing.T) {
 	hdr, err := tr.Next()
 	if err != nil || hdr.Name != adminapi.ArchiveJSONName {
 		t.Fatalf("first member: %v %v", hdr, err)
+	}
+	// The tar is a plain tar: the system's tar lists it.
+	if tarCmd, err := exec.LookPath("tar"); err == nil {
+		listing, err := exec.Command(tarCmd, "-tf", file).CombinedOutput()
+		if err != nil || !strings.Contains(string(listing), adminapi.ArchiveJSONName) || !strings.Contains(string(listing), "mail/example.com/alice/new/") {
+			t.Errorf("tar -tf: %v\n%s", err, listing)
+		}
 	}
 	// To standard output: the same members.
 	stdout, err := a.cli(t, nil, "export", "acme")

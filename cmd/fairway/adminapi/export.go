@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,11 +108,16 @@ func (a *API) handleExport(dataDir string, dir ExportDirectory, limits archiveLi
 }
 
 type exportHandlers struct {
-	api     *API
-	mailDir string
-	dir     ExportDirectory
-	limits  archiveLimits
-	log     *slog.Logger
+	// importMu runs one import at a time: between the check that a
+	// domain's mail directory is free and the move into it, no other
+	// import may take it, and a staging directory left by a crash can be
+	// removed at the start of the next import.
+	importMu sync.Mutex
+	api      *API
+	mailDir  string
+	dir      ExportDirectory
+	limits   archiveLimits
+	log      *slog.Logger
 }
 
 // exportEntry is one directory or file to send.
@@ -338,12 +344,15 @@ func (h *exportHandlers) unpackAndImport(w http.ResponseWriter, r *http.Request)
 			return ImportedTenant{}, withTenant(name, fmt.Errorf("import: mail directory of %s: %w here; remove it first if it is stale", dom, tenant.ErrExists))
 		}
 	}
+	h.importMu.Lock()
+	defer h.importMu.Unlock()
 	if err := os.MkdirAll(h.mailDir, 0o700); err != nil {
 		return ImportedTenant{}, withTenant(name, fmt.Errorf("import: %w", err))
 	}
+	h.removeStaleStaging()
 	// Staging inside the mail directory: same file system, so the final
 	// moves are renames. The mail store skips it (no such domain).
-	staging, err := os.MkdirTemp(h.mailDir, ".import-")
+	staging, err := os.MkdirTemp(h.mailDir, stagingPrefix)
 	if err != nil {
 		return ImportedTenant{}, withTenant(name, fmt.Errorf("import: %w", err))
 	}
@@ -402,6 +411,28 @@ func (h *exportHandlers) indexMailboxes(arc *tenant.TenantArchive) {
 	for _, m := range arc.Mailboxes {
 		if _, err := ix.MailboxUsage(m.Address); err != nil {
 			h.log.Warn("import: indexing an imported mailbox; it is indexed on first use", "tenant", arc.Tenant.Name, "mailbox", m.Address, "err", err)
+		}
+	}
+}
+
+// stagingPrefix names import staging directories in the mail directory.
+const stagingPrefix = ".import-"
+
+// removeStaleStaging removes staging directories an interrupted import
+// left (a crash between unpacking and the move into place). importMu held.
+func (h *exportHandlers) removeStaleStaging() {
+	entries, err := os.ReadDir(h.mailDir)
+	if err != nil {
+		h.log.Warn("import: listing the mail directory for stale staging", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), stagingPrefix) {
+			p := filepath.Join(h.mailDir, e.Name())
+			h.log.Warn("import: removing the staging directory of an interrupted import", "dir", p)
+			if err := os.RemoveAll(p); err != nil {
+				h.log.Error("import: removing stale staging", "dir", p, "err", err)
+			}
 		}
 	}
 }

@@ -501,3 +501,77 @@ func FuzzArchivePath(f *testing.F) {
 		}
 	})
 }
+
+// TestTenantImportRemovesStaleStaging: a staging directory left by an
+// interrupted import is removed by the next one.
+func TestTenantImportRemovesStaleStaging(t *testing.T) {
+	a := startMailServer(t, defaultArchiveLimits)
+	fillSource(a)
+	_, body := a.export("acme")
+	b := startMailServer(t, defaultArchiveLimits)
+	stale := filepath.Join(b.data, "mail", stagingPrefix+"123", "example.com", "alice", "new")
+	if err := os.MkdirAll(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, apiErr := b.importTar(body); status != http.StatusCreated {
+		t.Fatalf("import: %d %+v", status, apiErr)
+	}
+	if got := b.mailEntries(); !slices.Equal(got, []string{"example.com"}) {
+		t.Errorf("mail directory after the import: %v, want only example.com", got)
+	}
+}
+
+// TestExportFollowsMessageMovedToCur: a message a client reads during the
+// export moves from new/ to cur/; it is sent under its new name, once.
+func TestExportFollowsMessageMovedToCur(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(root, "example.com", "alice", d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newPath := filepath.Join(root, "example.com", "alice", "new", "1.M1P1Q1.host,S=5")
+	if err := os.WriteFile(newPath, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := planMailDir(root, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	curPath := filepath.Join(root, "example.com", "alice", "cur", "1.M1P1Q1.host,S=5:2,S")
+	if err := os.Rename(newPath, curPath); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	planned := map[string]bool{}
+	st := exportStats{}
+	for _, e := range plan {
+		planned[e.abs] = true
+	}
+	for _, e := range plan {
+		if err := writeEntry(tw, e, planned, &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names := tarNames(t, buf.Bytes())
+	if !slices.Contains(names, "mail/example.com/alice/cur/1.M1P1Q1.host,S=5:2,S") || st.files != 1 || st.vanished != 0 {
+		t.Errorf("members %v, stats %+v: want the message once, under cur/", names, st)
+	}
+	// A message expunged meanwhile is skipped and counted.
+	if err := os.Remove(curPath); err != nil {
+		t.Fatal(err)
+	}
+	st = exportStats{}
+	for _, e := range plan {
+		if err := writeEntry(tar.NewWriter(io.Discard), e, map[string]bool{}, &st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.files != 0 || st.vanished != 1 {
+		t.Errorf("expunged during export: %+v", st)
+	}
+}
