@@ -575,3 +575,80 @@ func TestExportFollowsMessageMovedToCur(t *testing.T) {
 		t.Errorf("expunged during export: %+v", st)
 	}
 }
+
+var _ ExportDirectory = (*tenant.Directory)(nil)
+
+// BenchmarkTenantMove exports a tenant with 1000 messages of 4 KiB and
+// imports it into a fresh server (the fresh server's setup not timed).
+func BenchmarkTenantMove(b *testing.B) {
+	a := startBenchServer(b)
+	a.must(a.dir.AddTenant("acme", tenant.Policy{}))
+	a.must(a.dir.AddDomain("example.com", "acme"))
+	a.must(a.dir.AddMailbox("alice@example.com", movePassword))
+	msg := []byte("Subject: bench\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 64))
+	for range 1000 {
+		a.must(a.store.Deliver(context.Background(), "alice@example.com", "", msg))
+	}
+	var size int64
+	for b.Loop() {
+		resp, err := a.http.Client().Get(a.http.URL + "/v1/tenants/acme/export")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.Status, err)
+		}
+		size = int64(len(body))
+		b.StopTimer()
+		dst := startBenchServer(b)
+		b.StartTimer()
+		resp, err = dst.http.Client().Post(dst.http.URL+"/v1/tenants/import", "application/x-tar", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			b.Fatal(resp.Status)
+		}
+	}
+	b.SetBytes(size)
+	b.ReportMetric(1000, "messages/op")
+}
+
+// benchServer is a mailServer for benchmarks.
+type benchServer struct {
+	b     *testing.B
+	dir   *tenant.Directory
+	store *mailstore.Store
+	http  *httptest.Server
+}
+
+func (s *benchServer) must(err error) {
+	s.b.Helper()
+	if err != nil {
+		s.b.Fatal(err)
+	}
+}
+
+func startBenchServer(b *testing.B) *benchServer {
+	b.Helper()
+	data := b.TempDir()
+	dns := dnstest.Start(b)
+	dir, err := tenant.Open(data, tenant.Options{Resolver: tenant.NewDNSResolver(dns.Addr)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { dir.Close() })
+	store, err := mailstore.Open(data, mailstore.Options{Directory: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	api := New(Config{Directory: dir, Tokens: dir, Keys: dir, Usage: store})
+	api.HandleExport(data, dir)
+	srv := httptest.NewServer(api.SocketHandler())
+	b.Cleanup(srv.Close)
+	return &benchServer{b: b, dir: dir, store: store, http: srv}
+}
