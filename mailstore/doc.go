@@ -44,4 +44,19 @@
 // restored from a backup) is indexed from its files with a new UIDVALIDITY.
 // Usage counters (bytes per mailbox, summed per tenant) are kept from the
 // index, never by walking the disk per delivery.
+//
+// IMAP (IMAPServer, on go-imap/v2 imapserver): a session only ever opens
+// folders of its own user's Maildir, by names CheckFolderName confines
+// ('/', '\', "..", empty levels, '#' and '~' refused). Sent, Drafts, Trash
+// and Junk are created at first login and listed with their SPECIAL-USE
+// attributes; Quarantine is made by inbound's first delivery to it. A
+// loaded folder's message list stays in memory, shared by the sessions
+// that select it; each session has its own sequence numbering (go-imap's
+// tracker), so deliveries and other sessions' changes arrive as EXISTS,
+// EXPUNGE and FETCH FLAGS at the next command or during IDLE. Connection
+// caps per tenant and per user apply at login (NO [LIMIT]); a cap on all
+// connections applies at accept (BYE [LIMIT]).
+//
+// ExportDomain and ImportDomain move a domain's Maildirs as a tar archive;
+// an import is indexed with new UIDVALIDITYs.
 package mailstore

@@ -57,7 +57,10 @@ type IMAPServer struct {
 	metrics *imapMetrics
 	conns   atomic.Int64 // all open connections
 	nextID  atomic.Uint64
-	wg      sync.WaitGroup // sessions
+
+	mu       sync.Mutex // guards shutdown and wg.Add against wg.Wait
+	shutdown bool
+	wg       sync.WaitGroup // sessions: Add at accept, Done at session close
 }
 
 type imapMetrics struct {
@@ -150,6 +153,9 @@ func (s *IMAPServer) ServeImplicitTLS(ln net.Listener) error {
 // sessions to end or ctx to expire. (go-imap has no graceful drain; IMAP
 // clients reconnect.)
 func (s *IMAPServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	s.mu.Unlock()
 	err := s.srv.Close()
 	done := make(chan struct{})
 	go func() {
@@ -193,6 +199,15 @@ func (l *capListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
+		l.s.mu.Lock()
+		if l.s.shutdown {
+			l.s.mu.Unlock()
+			l.s.conns.Add(-1)
+			c.Close()
+			return nil, net.ErrClosed
+		}
+		l.s.wg.Add(1) // go-imap makes a session of every accepted conn
+		l.s.mu.Unlock()
 		return &countedConn{Conn: c, s: l.s}, nil
 	}
 }
@@ -249,7 +264,6 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	if nc := c.NetConn(); nc != nil {
 		remote = nc.RemoteAddr().String()
 	}
-	s.wg.Add(1)
 	sess := &session{srv: s, store: s.store, log: s.log.With("conn", id, "remote", remote)}
 	return sess, nil, nil
 }
