@@ -23,7 +23,8 @@ func addAdminCommands(root *cobra.Command, o *cliOptions) {
 	root.AddCommand(
 		group("tenant", "Manage tenants: policy, suspension, removal",
 			tenantAddCmd(o), tenantUpdateCmd(o), tenantListCmd(o), tenantShowCmd(o),
-			tenantSuspendCmd(o), tenantResumeCmd(o), tenantRemoveCmd(o), tenantRuleCmd(o)),
+			tenantSuspendCmd(o), tenantResumeCmd(o), tenantRemoveCmd(o), tenantRuleCmd(o),
+			tenantExportCmd(o), tenantImportCmd(o)),
 		group("domain", "Manage hosted domains",
 			domainAddCmd(o), domainListCmd(o), domainRemoveCmd(o)),
 		group("mailbox", "Manage mailboxes (users, by full address)",

@@ -208,6 +208,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 		Records: recordParams(cfg), Reputation: rep, Usage: usageOf(store), Logger: log, Metrics: metrics})
 	apiRef.Store(api)
 	api.HandleDMARC(reports)
+	api.HandleExport(cfg.DataDir, dir)
 	admin, err := adminapi.Listen(api, adminSocketPath(cfg), cfg.Listen.Admin, log)
 	if err != nil {
 		return err

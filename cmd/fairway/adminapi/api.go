@@ -29,6 +29,8 @@
 //	DELETE /v1/tenants/{name}                remove with its domains
 //	POST   /v1/tenants/{name}/suspend        suspend; hold its queue
 //	POST   /v1/tenants/{name}/resume         resume; release its queue
+//	GET    /v1/tenants/{name}/export         the tenant as a tar (directory + Maildirs)
+//	POST   /v1/tenants/import                such a tar, all or nothing
 //	POST   /v1/tenants/{name}/rules          insert an inbound rule {rule, position}
 //	DELETE /v1/tenants/{name}/rules/{n}      remove rule n (1-based)
 //	GET    /v1/reputation[?tenant=T]         tiers, pools, rates, holds
