@@ -73,7 +73,7 @@ type Store struct {
 type mailbox struct {
 	s      *Store
 	addr   string
-	tenant string
+	tenant string // as of the first use in this process (usage is counted under it)
 	root   string
 
 	mu      sync.Mutex // guards folders, scanned
@@ -256,7 +256,6 @@ func (s *Store) mailbox(address string) (*mailbox, error) {
 		mb = &mailbox{s: s, addr: addr, tenant: t, root: root, folders: map[string]*folder{}}
 		s.boxes[addr] = mb
 	}
-	mb.tenant = t
 	return mb, nil
 }
 

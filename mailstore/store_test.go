@@ -3,6 +3,7 @@ package mailstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -356,6 +357,42 @@ func TestSymlinkInMaildirNotServed(t *testing.T) {
 	for _, base := range uids(f) {
 		if strings.Contains(base, "evil") {
 			t.Fatalf("symlink indexed as %s", base)
+		}
+	}
+}
+
+// Concurrent deliveries to one folder get distinct, dense UIDs and all
+// survive a restart.
+func TestConcurrentDeliveries(t *testing.T) {
+	e := newEnv(t, tenant.Policy{})
+	const workers, each = 4, 10
+	errs := make(chan error, workers*each)
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < each; i++ {
+				errs <- e.store.Deliver(context.Background(), "alice@acme.example", "", testMessage(fmt.Sprintf("w%d-%d", w, i), 200))
+			}
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.restart()
+	got := uids(e.loaded("alice@acme.example", FolderInbox))
+	if len(got) != workers*each {
+		t.Fatalf("%d messages after restart, want %d", len(got), workers*each)
+	}
+	for uid := uint32(1); uid <= workers*each; uid++ {
+		if got[uid] == "" {
+			t.Fatalf("UID %d missing: %v", uid, got)
 		}
 	}
 }
