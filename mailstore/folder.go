@@ -498,10 +498,20 @@ func (f *folder) readBody(m *message) ([]byte, error) {
 		if !os.IsNotExist(err) {
 			return nil, fmt.Errorf("mailstore: read message: %w", err)
 		}
-		// Renamed by a flag change meanwhile: look again.
+		// Renamed by a flag change meanwhile, or expunged: look again.
+		f.mu.Lock()
+		i := f.indexOf(m.uid)
+		live := i >= 0 && f.msgs[i] == m
+		f.mu.Unlock()
+		if !live {
+			return nil, errExpunged
+		}
 	}
 	return nil, fmt.Errorf("mailstore: message %d vanished", m.uid)
 }
+
+// errExpunged: the message was expunged while a command used it.
+var errExpunged = errors.New("mailstore: message expunged meanwhile")
 
 // flagList is the IMAP form of the message's flags.
 func (m *message) flagList() []imap.Flag {

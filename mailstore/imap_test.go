@@ -731,3 +731,79 @@ func TestIMAPConcurrentSessionsShareUpdates(t *testing.T) {
 		t.Fatal("session 1 got no FETCH FLAGS after session 2's STORE")
 	}
 }
+
+// TestIMAPConcurrentStress runs deliveries, STORE, FETCH, SEARCH and
+// EXPUNGE from several sessions at once on one folder (for -race).
+func TestIMAPConcurrentStress(t *testing.T) {
+	ie := newIMAPEnv(t, newEnv(t, tenant.Policy{}), IMAPOptions{})
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if err := ie.store.Deliver(ctx, "alice@acme.example", "", testMessage("seed", 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clients := []*imapclient.Client{ie.login("alice@acme.example"), ie.login("alice@acme.example"), ie.login("alice@acme.example")}
+	for _, c := range clients {
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errc := make(chan error, 4)
+	go func() {
+		var err error
+		for i := 0; i < 15 && err == nil; i++ {
+			err = ie.store.Deliver(ctx, "alice@acme.example", "", testMessage("more", 200))
+		}
+		errc <- err
+	}()
+	go func() {
+		var err error
+		for i := 0; i < 15 && err == nil; i++ {
+			op := imap.StoreFlagsAdd
+			if i%2 == 1 {
+				op = imap.StoreFlagsDel
+			}
+			_, err = clients[0].Store(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.StoreFlags{Op: op, Flags: []imap.Flag{imap.FlagFlagged, "$k"}}, nil).Collect()
+		}
+		errc <- err
+	}()
+	go func() {
+		var err error
+		for i := 0; i < 15 && err == nil; i++ {
+			_, err = clients[1].Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{
+				Flags: true, Envelope: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+			}).Collect()
+			if imapCode(err) == "EXPUNGEISSUED" {
+				err = nil // another session expunged one meanwhile (RFC 5530)
+			}
+			if err == nil {
+				_, err = clients[1].UIDSearch(&imap.SearchCriteria{Text: []string{"fox"}}, nil).Wait()
+			}
+		}
+		errc <- err
+	}()
+	go func() {
+		var err error
+		for i := 0; i < 5 && err == nil; i++ {
+			_, err = clients[2].Store(imap.UIDSetNum(imap.UID(2*i+1)), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Collect()
+			if err == nil {
+				_, err = clients[2].Expunge().Collect()
+			}
+		}
+		errc <- err
+	}()
+	for i := 0; i < 4; i++ {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("stress workers did not finish")
+		}
+	}
+	st, err := clients[0].Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
+	if err != nil || *st.NumMessages != 10+15-5 {
+		t.Fatalf("STATUS after stress: %v %v, want 20", st, err)
+	}
+}

@@ -234,6 +234,7 @@ func (v *view) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *ima
 			}
 		}
 	}
+	vanished := false
 	needBody := options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	for _, sn := range snaps {
@@ -257,6 +258,13 @@ func (v *view) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *ima
 		}
 		if needBody {
 			body, err := v.f.readBody(sn.m)
+			if errors.Is(err, errExpunged) {
+				vanished = true
+				if err := rw.Close(); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				rw.Close()
 				return err
@@ -283,6 +291,9 @@ func (v *view) fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *ima
 		if err := rw.Close(); err != nil {
 			return err
 		}
+	}
+	if vanished {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: "EXPUNGEISSUED", Text: "Some messages were expunged meanwhile"}
 	}
 	return nil
 }
@@ -400,6 +411,9 @@ func (v *view) search(kind imapserver.NumKind, criteria *imap.SearchCriteria, op
 				c := cands[i]
 				mc := &matchCtx{v: v, seq: c.seq, m: c.m, bits: c.bits, kw: c.kw}
 				ok, err := mc.match(criteria)
+				if errors.Is(err, errExpunged) {
+					ok, err = false, nil // gone: not a match
+				}
 				if err != nil {
 					errs[w] = err
 					return
