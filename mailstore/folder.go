@@ -30,6 +30,8 @@ type folder struct {
 	tracker *imapserver.MailboxTracker // nil until loaded
 	closed  bool                       // store closed
 	gone    bool                       // folder deleted
+	views   int                        // sessions that have it selected
+	cached  int                        // messages counted in Store.cachedMsgs
 }
 
 func newFolder(mb *mailbox, name string, id uint32, meta folderMeta) *folder {
@@ -66,8 +68,56 @@ func (f *folder) loadLocked() error {
 		}
 		f.msgs = msgs
 		f.loaded = true
+		f.cached = len(msgs)
+		f.mb.s.noteLoaded(f, len(msgs))
 	}
 	return f.reconcileLocked()
+}
+
+// unloadLocked drops the in-memory message list of a folder no session
+// has selected; the next use loads it again from the index.
+func (f *folder) unloadLocked() {
+	f.loaded = false
+	f.msgs = nil
+	f.tracker = nil
+	f.cached = 0
+}
+
+// noteLoaded records a loaded folder for the cache cap.
+func (s *Store) noteLoaded(f *folder, n int) {
+	s.cacheMu.Lock()
+	s.cachedMsgs += n
+	s.cachedFolders[f] = struct{}{}
+	s.cacheMu.Unlock()
+}
+
+// trimCache unloads folders no session has selected while the cached
+// messages exceed the cap. It never waits for a folder lock (a folder in
+// use is skipped), so it may be called from anywhere holding no folder
+// lock.
+func (s *Store) trimCache() {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if s.cachedMsgs <= s.maxCached {
+		return
+	}
+	for f := range s.cachedFolders {
+		if s.cachedMsgs <= s.maxCached {
+			return
+		}
+		if !f.mu.TryLock() {
+			continue
+		}
+		if f.views == 0 && f.loaded {
+			s.cachedMsgs -= f.cached
+			f.unloadLocked()
+			delete(s.cachedFolders, f)
+		} else if !f.loaded {
+			s.cachedMsgs -= f.cached
+			delete(s.cachedFolders, f)
+		}
+		f.mu.Unlock()
+	}
 }
 
 func (f *folder) readIndex() ([]*message, error) {

@@ -332,6 +332,7 @@ func (s *session) status(name string, options *imap.StatusOptions) (*imap.Status
 		return nil, err
 	}
 	st, err := f.status()
+	s.store.trimCache()
 	if err != nil {
 		return nil, err
 	}

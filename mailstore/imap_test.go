@@ -807,3 +807,37 @@ func TestIMAPConcurrentStress(t *testing.T) {
 		t.Fatalf("STATUS after stress: %v %v, want 20", st, err)
 	}
 }
+
+// The in-memory index is capped: folders no session has selected are
+// dropped beyond it and load again, unchanged, when used.
+func TestIMAPCacheCap(t *testing.T) {
+	ie := newIMAPEnv(t, newEnv(t, tenant.Policy{}), IMAPOptions{})
+	ie.store.maxCached = 4
+	c := ie.login("alice@acme.example")
+	for _, folder := range []string{"INBOX", "Sent"} {
+		for i := 0; i < 3; i++ {
+			if _, err := appendMsg(t, c, folder, testMessage(folder, 100), imap.FlagSeen); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, folder := range []string{"INBOX", "Sent", "INBOX"} {
+		st, err := c.Status(folder, &imap.StatusOptions{NumMessages: true, NumUnseen: true, UIDNext: true}).Wait()
+		if err != nil || *st.NumMessages != 3 || *st.NumUnseen != 0 || st.UIDNext != 4 {
+			t.Fatalf("STATUS %s: %+v %v", folder, st, err)
+		}
+	}
+	ie.store.cacheMu.Lock()
+	cached := ie.store.cachedMsgs
+	ie.store.cacheMu.Unlock()
+	if cached > 4 {
+		t.Fatalf("%d messages cached, cap 4", cached)
+	}
+	if _, err := c.Select("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := c.Fetch(imap.SeqSet{imap.SeqRange{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true}).Collect()
+	if err != nil || len(msgs) != 3 || msgs[2].UID != 3 || !hasFlag(msgs[0].Flags, imap.FlagSeen) {
+		t.Fatalf("FETCH after reload: %v %v", msgs, err)
+	}
+}

@@ -35,11 +35,13 @@ var permanentFlags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlag
 	imap.FlagDraft, "$Forwarded", imap.FlagWildcard}
 
 func openView(f *folder, readOnly bool) (*view, *imap.SelectData, error) {
+	defer f.mb.s.trimCache()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.loadLocked(); err != nil {
 		return nil, nil, err
 	}
+	f.views++
 	v := &view{f: f, t: f.tracker.NewSession(), readOnly: readOnly}
 	data := &imap.SelectData{
 		Flags:          permanentFlags[:len(permanentFlags)-1],
@@ -57,7 +59,12 @@ func openView(f *folder, readOnly bool) (*view, *imap.SelectData, error) {
 	return v, data, nil
 }
 
-func (v *view) close() { v.t.Close() }
+func (v *view) close() {
+	v.f.mu.Lock()
+	v.f.views--
+	v.f.mu.Unlock()
+	v.t.Close()
+}
 
 // poll picks up changes other tools made on disk, then writes the pending
 // updates.

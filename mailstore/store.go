@@ -45,9 +45,16 @@ type Options struct {
 	// MaxMessageSize caps one message at delivery and APPEND (default
 	// 64 MiB).
 	MaxMessageSize int64
+	// MaxCachedMessages caps the messages whose index entries are kept in
+	// memory across folders (default 2,000,000, roughly 0.5 GB); folders
+	// no session has selected are dropped beyond it.
+	MaxCachedMessages int
 }
 
-const defaultMaxMessageSize = 64 << 20
+const (
+	defaultMaxMessageSize = 64 << 20
+	defaultMaxCached      = 2_000_000
+)
 
 // Store is the mail store. Its methods are safe for concurrent use.
 type Store struct {
@@ -67,6 +74,11 @@ type Store struct {
 	usageMu   sync.Mutex       // leaf lock: usage, tenantUse
 	usage     map[string]int64 // address -> bytes in all its folders
 	tenantUse map[string]int64 // tenant -> bytes
+
+	cacheMu       sync.Mutex // guards cachedMsgs, cachedFolders; never held while waiting for a folder lock
+	cachedMsgs    int
+	cachedFolders map[*folder]struct{}
+	maxCached     int
 }
 
 // mailbox is one user's Maildir and its folders.
@@ -98,6 +110,9 @@ func Open(dataDir string, o Options) (*Store, error) {
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = defaultMaxMessageSize
 	}
+	if o.MaxCachedMessages <= 0 {
+		o.MaxCachedMessages = defaultMaxCached
+	}
 	mailDir := filepath.Join(dataDir, "mail")
 	idxDir := filepath.Join(mailDir, "index")
 	if err := os.MkdirAll(idxDir, 0o700); err != nil {
@@ -112,6 +127,7 @@ func Open(dataDir string, o Options) (*Store, error) {
 		mailDir: mailDir, db: db, dir: o.Directory, clock: o.Clock, log: log,
 		names: newNameSource(), maxSize: o.MaxMessageSize,
 		boxes: map[string]*mailbox{}, usage: map[string]int64{}, tenantUse: map[string]int64{},
+		cachedFolders: map[*folder]struct{}{}, maxCached: o.MaxCachedMessages,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
