@@ -7,6 +7,7 @@
 #
 #   postfix.sh check
 #   postfix.sh start DIR PORT ROUTES   # ROUTES: "domain=host:port,..." ("*" = everything else)
+#   postfix.sh flush DIR               # make every queued message due now
 #   postfix.sh kill  DIR               # SIGKILL the master and its children (crash scenario)
 #   postfix.sh stop  DIR
 set -eu
@@ -131,6 +132,10 @@ kill)
 	i=0
 	while [ $i -lt 100 ] && kill -0 "$pid" 2>/dev/null; do i=$((i + 1)); sleep 0.1; done
 	;;
+flush)
+	dir=$2
+	postqueue -c "$dir/conf" -f
+	;;
 stop)
 	dir=$2
 	[ -f "$dir/conf/main.cf" ] || exit 0
@@ -142,7 +147,7 @@ stop)
 	fi
 	;;
 *)
-	echo "usage: $0 check | start DIR PORT ROUTES | kill DIR | stop DIR" >&2
+	echo "usage: $0 check | start DIR PORT ROUTES | flush DIR | kill DIR | stop DIR" >&2
 	exit 2
 	;;
 esac

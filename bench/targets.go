@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -268,4 +269,51 @@ func CheckPostfix(ctx context.Context, script string) error {
 		return fmt.Errorf("%s check: %w: %s", script, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// Flusher is a target that can make every queued delivery due now, as an
+// operator would after a crash deferred the deliveries in flight.
+type Flusher interface {
+	// Flush returns how many queued messages it made due.
+	Flush(ctx context.Context) (int, error)
+}
+
+// Flush runs `fairway queue retry` for every queued message.
+func (t *fairwayTarget) Flush(ctx context.Context) (int, error) {
+	seen := map[string]bool{}
+	after := ""
+	for range 100 { // at most 100 pages of 1,000
+		args := []string{"queue", "list", "--limit", "1000", "--json"}
+		if after != "" {
+			args = append(args, "--after", after)
+		}
+		out, err := t.fw.CLI(ctx, args...)
+		if err != nil {
+			return len(seen), err
+		}
+		var page []struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			return len(seen), fmt.Errorf("queue list: %w", err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, e := range page {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				if _, err := t.fw.CLI(ctx, "queue", "retry", e.ID); err != nil {
+					return len(seen), err
+				}
+			}
+		}
+		after = page[len(page)-1].ID
+	}
+	return len(seen), nil
+}
+
+// Flush runs `postqueue -f` on the instance.
+func (t *postfixTarget) Flush(ctx context.Context) (int, error) {
+	return -1, t.run(ctx, "flush")
 }
