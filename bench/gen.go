@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -314,10 +313,4 @@ func (w *worker) transaction(to string, msg []byte) error {
 		return err
 	}
 	return dc.Close()
-}
-
-// domainOf returns the domain of address a.
-func domainOf(a string) string {
-	_, d, _ := strings.Cut(a, "@")
-	return strings.ToLower(d)
 }

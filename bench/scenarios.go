@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"slices"
 	"strconv"
 	"time"
 )
@@ -262,13 +261,3 @@ func throughputRun(ctx context.Context, o Options, e *env, tenants []TenantSpec,
 // errNothingAccepted is returned when a scenario's target took no mail at
 // all, which makes every other figure meaningless.
 var errNothingAccepted = errors.New("bench: the target accepted no message; see its log")
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
-}
