@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"fairway/tenant"
 )
 
 // IMAPOptions configure the IMAP server. Store and TLS are required.
@@ -39,6 +42,17 @@ type IMAPOptions struct {
 	// MaxConnections caps all connections, logged in or not (default
 	// 5000); more are greeted with BYE [LIMIT] and closed.
 	MaxConnections int
+	// AuthLimiter refuses logins ([UNAVAILABLE]) from an address with too
+	// many failed ones, before the password is checked; default
+	// tenant.NewAuthLimiter. Share one with submission.
+	AuthLimiter AuthLimiter
+}
+
+// AuthLimiter throttles password guessing per client address
+// (*tenant.AuthLimiter).
+type AuthLimiter interface {
+	Allow(ip netip.Addr, now time.Time) bool
+	Failed(ip netip.Addr, now time.Time)
 }
 
 const (
@@ -90,6 +104,9 @@ func NewIMAPServer(o IMAPOptions) (*IMAPServer, error) {
 	}
 	if o.MaxConnections <= 0 {
 		o.MaxConnections = defaultMaxConns
+	}
+	if o.AuthLimiter == nil {
+		o.AuthLimiter = tenant.NewAuthLimiter(tenant.AuthLimiterOptions{})
 	}
 	s := &IMAPServer{
 		o: o, store: o.Store, log: o.Logger.With("component", "imap"),
@@ -261,9 +278,13 @@ func (l *connLimits) acquire(tenantName, user string, tenantCap, userCap int) (r
 func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 	id := strconv.FormatUint(s.nextID.Add(1), 10)
 	remote := ""
+	var ip netip.Addr
 	if nc := c.NetConn(); nc != nil {
 		remote = nc.RemoteAddr().String()
+		if ap, err := netip.ParseAddrPort(remote); err == nil {
+			ip = ap.Addr().Unmap()
+		}
 	}
-	sess := &session{srv: s, store: s.store, log: s.log.With("conn", id, "remote", remote)}
+	sess := &session{srv: s, store: s.store, ip: ip, log: s.log.With("conn", id, "remote", remote)}
 	return sess, nil, nil
 }

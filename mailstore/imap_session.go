@@ -4,11 +4,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
+	"fairway/tenant"
 )
 
 // session is one IMAP connection. Every folder it touches is looked up in
@@ -17,7 +20,8 @@ type session struct {
 	srv     *IMAPServer
 	store   *Store
 	log     *slog.Logger
-	user    string // full address, after login
+	ip      netip.Addr // the client's, for the login throttle
+	user    string     // full address, after login
 	tenant  string
 	mb      *mailbox
 	release func() // the connection caps, after login
@@ -38,7 +42,7 @@ var specialUse = map[string]imap.MailboxAttr{
 	"Archive": imap.MailboxAttrArchive,
 }
 
-var defaultFolders = []string{FolderInbox, "Drafts", "Sent", "Trash", "Junk"}
+var defaultFolders = []string{FolderInbox, "Drafts", "Sent", "Trash", "Junk", FolderQuarantine}
 
 func (s *session) Close() error {
 	if s.closed {
@@ -61,8 +65,18 @@ func (s *session) Close() error {
 // Login authenticates by full address (the directory refuses a bare local
 // part) and takes a connection under the tenant's and the user's caps.
 func (s *session) Login(username, password string) error {
+	limiter := s.srv.o.AuthLimiter
+	if s.ip.IsValid() && !limiter.Allow(s.ip, s.store.clock.Now()) {
+		s.srv.metrics.logins.WithLabelValues("throttled").Inc()
+		s.log.Info("imap login refused: too many failures from this address")
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable,
+			Text: "Too many failed logins from your address, try again later"}
+	}
 	id, err := s.store.dir.Authenticate(username, password)
 	if err != nil {
+		if errors.Is(err, tenant.ErrAuth) && s.ip.IsValid() {
+			limiter.Failed(s.ip, s.store.clock.Now())
+		}
 		s.srv.metrics.logins.WithLabelValues("failed").Inc()
 		s.log.Info("imap login failed") // (neither the name tried nor the password)
 		return imapserver.ErrAuthFailed

@@ -841,3 +841,23 @@ func TestIMAPCacheCap(t *testing.T) {
 		t.Fatalf("FETCH after reload: %v %v", msgs, err)
 	}
 }
+
+func TestIMAPLoginThrottledAfterRepeatedFailures(t *testing.T) {
+	e := newEnv(t, tenant.Policy{})
+	limiter := tenant.NewAuthLimiter(tenant.AuthLimiterOptions{Failures: 3, Refill: time.Minute})
+	ie := newIMAPEnv(t, e, IMAPOptions{AuthLimiter: limiter})
+	for range 3 {
+		if err := ie.dial(nil).Login("alice@acme.example", "guess-guess").Wait(); err == nil {
+			t.Fatal("a wrong password logged in")
+		}
+	}
+	// Now the right password is refused too, without being checked.
+	err := ie.dial(nil).Login("alice@acme.example", testPassword).Wait()
+	if imapCode(err) != imap.ResponseCodeUnavailable {
+		t.Fatalf("login after 3 failures: %v, want NO [UNAVAILABLE]", err)
+	}
+	e.clock.Advance(61 * time.Second)
+	if err := ie.dial(nil).Login("alice@acme.example", testPassword).Wait(); err != nil {
+		t.Fatalf("login after the refill: %v", err)
+	}
+}

@@ -200,7 +200,7 @@ func serve(ctx context.Context, stopSignals func(), cfg Config, logOut io.Writer
 	if err := serveMX(cfg, mx, log); err != nil {
 		return err
 	}
-	if err := startIMAP(cfg, store, tlsConfig, registry, log, &open); err != nil {
+	if err := startIMAP(cfg, store, tlsConfig, authLimiter, registry, log, &open); err != nil {
 		return err
 	}
 

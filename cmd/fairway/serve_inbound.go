@@ -130,14 +130,14 @@ func serveMX(cfg Config, mx *inbound.MX, log *slog.Logger) error {
 
 // startIMAP serves the imap (STARTTLS) and imaps listeners that are
 // configured; nothing with an external LMTP store (the mail is not here).
-func startIMAP(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, reg prometheus.Registerer,
-	log *slog.Logger, open *closers) error {
+func startIMAP(cfg Config, store *mailstore.Store, tlsConfig *tls.Config, authLimiter *tenant.AuthLimiter,
+	reg prometheus.Registerer, log *slog.Logger, open *closers) error {
 	if store == nil || cfg.Listen.IMAP == "" && cfg.Listen.IMAPS == "" {
 		return nil
 	}
 	srv, err := mailstore.NewIMAPServer(mailstore.IMAPOptions{Store: store, Hostname: cfg.Hostname, TLS: tlsConfig,
 		Logger: log, Registerer: reg, DefaultTenantConnections: cfg.IMAP.TenantConnections,
-		DefaultUserConnections: cfg.IMAP.UserConnections})
+		DefaultUserConnections: cfg.IMAP.UserConnections, AuthLimiter: authLimiter})
 	if err != nil {
 		return fmt.Errorf("imap: %w", err)
 	}
