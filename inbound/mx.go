@@ -16,6 +16,7 @@ import (
 
 	"fairway/fairq"
 	"fairway/tenant"
+	"fairway/tenant/conncap"
 )
 
 // Defaults of MXOptions.
@@ -78,7 +79,7 @@ type MX struct {
 	log     *slog.Logger
 	metrics *mxMetrics
 	srv     *smtp.Server
-	conns   *connTracker
+	conns   *conncap.Tracker
 	auth    *authChecker
 
 	reportAddr, complaintAddr string
@@ -131,7 +132,7 @@ func NewMX(o MXOptions) (*MX, error) {
 		}
 	}
 	m := &MX{opts: o, log: o.Logger.With("component", "inbound"), auth: &authChecker{res: o.Resolver},
-		conns: newConnTracker(o.MaxConnsPerIP, o.MaxConns), refuseSlots: make(chan struct{}, maxRefusing)}
+		conns: conncap.New(o.MaxConnsPerIP, o.MaxConns, "mx"), refuseSlots: make(chan struct{}, maxRefusing)}
 	var err error
 	if o.Reports != nil {
 		if m.reportAddr, err = tenant.NormalizeAddress(o.ReportAddress); err != nil {
@@ -209,7 +210,7 @@ func (m *MX) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	if ctx.Err() != nil {
-		m.conns.closeAll()
+		m.conns.CloseAll()
 	}
 	done := make(chan struct{})
 	go func() {

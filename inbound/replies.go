@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fairway/mailstore"
+	"fairway/tenant/conncap"
 )
 
 // The MX server's errors and the one place they become SMTP replies
@@ -31,8 +32,8 @@ var (
 	errQueue          = errors.New("queue cannot persist the message")
 	errSink           = errors.New("report store cannot take the message now")
 	errPolicyReject   = errors.New("refused by the recipient's quarantine rules")
-	errTooManyConnsIP = errors.New("too many connections from the client's address")
-	errTooManyConns   = errors.New("too many connections")
+	errTooManyConnsIP = conncap.ErrPerAddress
+	errTooManyConns   = conncap.ErrTotal
 )
 
 // relayError is a recipient outside the hosted domains, or written with

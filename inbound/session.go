@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"fairway/mailstore"
+	"fairway/tenant/conncap"
 )
 
 // One MX transaction, in order:
@@ -70,10 +71,10 @@ var (
 func (m *MX) newSession(c *smtp.Conn) (smtp.Session, error) {
 	conn := c.Conn()
 	_, isTLS := c.TLSConnectionState()
-	s := &session{m: m, c: c, ip: connRemoteIP(conn), tls: isTLS}
+	s := &session{m: m, c: c, ip: conncap.RemoteIP(conn), tls: isTLS}
 	id := "-"
-	if tc := trackedOf(conn); tc != nil {
-		id = tc.id
+	if tc := conncap.Of(conn); tc != nil {
+		id = tc.ID
 	}
 	s.log = m.log.With("conn", id, "remote", s.ip.String())
 	return s, nil

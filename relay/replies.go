@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"fairway/tenant/conncap"
 	"fmt"
 	"time"
 
@@ -34,8 +35,8 @@ var (
 	errMessageTooBig   = errors.New("message over the size limit")
 	errDataAborted     = errors.New("message transfer aborted")
 	errQueue           = errors.New("queue cannot persist the message")
-	errTooManyConnsIP  = errors.New("too many connections from the client's address")
-	errTooManyConns    = errors.New("too many connections")
+	errTooManyConnsIP  = conncap.ErrPerAddress
+	errTooManyConns    = conncap.ErrTotal
 )
 
 // senderError is a sender address the session's user (or client network)

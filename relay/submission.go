@@ -22,6 +22,7 @@ import (
 
 	"fairway/fairq"
 	"fairway/tenant"
+	"fairway/tenant/conncap"
 )
 
 // The submission server: tenant users (and registered client networks)
@@ -107,7 +108,7 @@ type Submission struct {
 	log     *slog.Logger
 	metrics *submissionMetrics
 	srv     *smtp.Server
-	conns   *connTracker
+	conns   *conncap.Tracker
 
 	mu        sync.Mutex
 	closed    bool
@@ -162,7 +163,7 @@ func NewSubmission(o SubmissionOptions) (*Submission, error) {
 		opts:        o,
 		log:         o.Logger.With("component", "submission"),
 		metrics:     m,
-		conns:       newConnTracker(o.MaxConnsPerIP, o.MaxConns),
+		conns:       conncap.New(o.MaxConnsPerIP, o.MaxConns, ""),
 		refuseSlots: make(chan struct{}, maxRefusing),
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
@@ -242,7 +243,7 @@ func (s *Submission) Close() error {
 	for _, ln := range lns {
 		ln.Close() // already closed by go-smtp, unless its Serve raced with Close
 	}
-	s.conns.closeAll()
+	s.conns.CloseAll()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
@@ -258,7 +259,7 @@ func (s *Submission) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	if ctx.Err() != nil {
-		s.conns.closeAll()
+		s.conns.CloseAll()
 	}
 	done := make(chan struct{})
 	go func() {
@@ -289,10 +290,10 @@ func (s *Submission) recoverPanic(where string) {
 func (s *Submission) newSession(c *smtp.Conn) (smtp.Session, error) {
 	conn := c.Conn()
 	_, isTLS := c.TLSConnectionState()
-	ss := &subSession{s: s, c: c, ip: connRemoteIP(conn), tls: isTLS}
+	ss := &subSession{s: s, c: c, ip: conncap.RemoteIP(conn), tls: isTLS}
 	id := "-"
-	if tc := trackedOf(conn); tc != nil {
-		id = tc.id
+	if tc := conncap.Of(conn); tc != nil {
+		id = tc.ID
 	}
 	ss.log = s.log.With("conn", id, "remote", ss.ip.String())
 	return ss, nil
@@ -667,15 +668,4 @@ func (ss *subSession) receive(tx *subTx, r io.Reader) (id fairq.MsgID, size, nsi
 		return 0, 0, 0, fmt.Errorf("%w: %w", errQueue, err)
 	}
 	return id, len(body), nsig, nil
-}
-
-// remoteIP is the client's address, unmapped; invalid for non-IP conns.
-func connRemoteIP(c net.Conn) netip.Addr {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.AddrPort().Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }

@@ -425,22 +425,6 @@ func TestSubmissionClientNetwork(t *testing.T) {
 	rc.cmd(t, "AUTH PLAIN "+b64("\x00"+subAlice+"\x00"+subPassword), 235)
 }
 
-func TestClientKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.1":            "192.0.2.1/32",
-		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
-		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
-		"::ffff:192.0.2.1":     "192.0.2.1/32",
-	} {
-		if got := clientKey(netip.MustParseAddr(in)).String(); got != want {
-			t.Errorf("%s: %s, want %s", in, got, want)
-		}
-	}
-	if clientKey(netip.Addr{}).IsValid() {
-		t.Error("invalid address keyed")
-	}
-}
-
 // Client networks off loopback must use STARTTLS; a loopback client not in
 // any network must authenticate.
 func TestSubmissionClientNetworkNeedsTLS(t *testing.T) {
@@ -786,7 +770,7 @@ func TestSubmissionConnectionCaps(t *testing.T) {
 	if n := e.counter("fairway_submission_rejections_total", map[string]string{"reason": reasonConnsIP}); n != 2 {
 		t.Fatalf("conn_limit_ip rejections: %v", n)
 	}
-	if perIP, total := e.srv.conns.counts(netip.MustParseAddr("127.0.0.1")); perIP != 2 || total != 2 {
+	if perIP, total := e.srv.conns.Counts(netip.MustParseAddr("127.0.0.1")); perIP != 2 || total != 2 {
 		t.Fatalf("counts %d %d", perIP, total)
 	}
 
