@@ -1,10 +1,11 @@
 package inbound
 
 import (
-	"fairway/tenant/conncap"
 	"io"
 	"net"
 	"time"
+
+	"fairway/tenant/conncap"
 )
 
 // Connection caps of the MX server: at most MaxConnsPerIP connections per

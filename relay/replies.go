@@ -2,11 +2,12 @@ package relay
 
 import (
 	"errors"
-	"fairway/tenant/conncap"
 	"fmt"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"fairway/tenant/conncap"
 )
 
 // The submission server's errors and the one place they become SMTP

@@ -2,11 +2,12 @@ package relay
 
 import (
 	"crypto/tls"
-	"fairway/tenant/conncap"
 	"io"
 	"net"
 	"strconv"
 	"time"
+
+	"fairway/tenant/conncap"
 )
 
 // Connection caps of the submission server: at most MaxConnsPerIP
