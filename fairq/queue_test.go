@@ -757,3 +757,46 @@ func TestReturningTenantGetsNoBurst(t *testing.T) {
 		t.Fatalf("returning tenant took %d of 40 dispatches, want about 10", got)
 	}
 }
+
+// TestWeightedSharesOnASaturatedLane is the usual case of a busy receiver:
+// every tenant's mail waits on one lane at its concurrency limit, so each
+// freed slot decides who goes next. Slots must be shared by weight there
+// too, not round-robin.
+func TestWeightedSharesOnASaturatedLane(t *testing.T) {
+	q := openTest(t, func(o *Options) { o.LaneConcurrency = 4 })
+	weights := map[string]int{"w1": 1, "w2": 2, "w4": 4}
+	const dispatches = 7000
+	for name, w := range weights {
+		q.SetTenant(name, TenantConfig{Weight: w})
+		q.enqueueMany(name, dispatches*w/7+500, func(i int) string {
+			dom := fmt.Sprintf("%s-d%d.example", name, i%5)
+			q.SetSite(dom, "bigmail")
+			return fmt.Sprintf("u%d@%s", i, dom)
+		})
+	}
+	// Keep the lane full: four in flight, one freed and one taken at a time.
+	inflight := []*Lease{q.mustNext(), q.mustNext(), q.mustNext(), q.mustNext()}
+	if l, err := q.TryNext(); err != nil || l != nil {
+		t.Fatalf("a fifth lease on a lane of four: %v, %v", l, err)
+	}
+	counts := map[string]int{}
+	for i := range dispatches {
+		// Idle workers ask while the lane is full, as delivery's do: every
+		// tenant's queues get parked on the lane.
+		if l, err := q.TryNext(); err != nil || l != nil {
+			t.Fatalf("a lease on a full lane: %v, %v", l, err)
+		}
+		if err := q.Ack(inflight[i%4]); err != nil {
+			t.Fatal(err)
+		}
+		l := q.mustNext()
+		counts[l.Record.Tenant]++
+		inflight[i%4] = l
+	}
+	for name, w := range weights {
+		want := float64(dispatches) * float64(w) / 7
+		if got := float64(counts[name]); got < want*0.95 || got > want*1.05 {
+			t.Errorf("tenant %s (weight %d): %v of the freed slots, want %.0f ±5%%", name, w, got, want)
+		}
+	}
+}

@@ -26,13 +26,16 @@ type lane struct {
 	failures     int
 	backoffUntil int64 // unix nanoseconds; the lane is paused before it
 	heapIdx      int   // index in Queue.laneHeap, -1 if not there
-	// Tenants with queues parked on the lane, in turn order: a freed slot
-	// goes to the first tenant, which then goes to the back. Turns are per
-	// tenant, not per queue, so a tenant with many domains on one site takes
-	// no more turns than a tenant with one.
+	// Tenants with queues parked on the lane, in a heap by their pass on
+	// the lane: a freed slot goes to the tenant with the lowest, whose pass
+	// then grows by its stride, so a busy lane's slots are shared by weight
+	// (stride WFQ, as the tenant heap does). Turns are per tenant, not per
+	// queue, so a tenant with many domains on one site takes no more turns
+	// than a tenant with one. A tenant that parks joins at the lane's
+	// virtual time: no credit for having been away.
 	waits    map[*tenantState]*laneWait
-	waitHead *laneWait
-	waitTail *laneWait
+	waitHeap []*laneWait
+	vtime    uint64
 	nparked  int
 	ndqs     int // destination queues routed through this lane
 }
@@ -41,7 +44,9 @@ type lane struct {
 type laneWait struct {
 	tenant     *tenantState
 	head, tail *destQueue
-	prev, next *laneWait
+	pass       uint64 // on this lane
+	seq        uint64 // order of arrival, to break ties
+	idx        int    // in lane.waitHeap
 }
 
 func (l *lane) blocked(now int64) bool { return l.inflight >= l.limit || now < l.backoffUntil }
@@ -162,6 +167,7 @@ type sched struct {
 	laneHeap     []*lane
 	vtime        uint64
 	seq          uint64
+	waitSeq      uint64 // arrival order of lane waits
 }
 
 func newSched(defaultLimit int) *sched {
@@ -366,9 +372,10 @@ func (s *sched) park(dq *destQueue) {
 		if l.waits == nil {
 			l.waits = map[*tenantState]*laneWait{}
 		}
-		w = &laneWait{tenant: dq.tenant}
+		s.waitSeq++
+		w = &laneWait{tenant: dq.tenant, pass: l.vtime, seq: s.waitSeq}
 		l.waits[dq.tenant] = w
-		l.appendWait(w)
+		l.pushWait(w)
 	}
 	dq.state = dqParked
 	dq.next = nil
@@ -382,29 +389,68 @@ func (s *sched) park(dq *destQueue) {
 	l.nparked++
 }
 
-func (l *lane) appendWait(w *laneWait) {
-	w.next = nil
-	w.prev = l.waitTail
-	if l.waitTail == nil {
-		l.waitHead = w
-	} else {
-		l.waitTail.next = w
+// The lane's wait heap, ordered by (pass, seq).
+
+func (l *lane) waitLess(i, j int) bool {
+	a, b := l.waitHeap[i], l.waitHeap[j]
+	if a.pass != b.pass {
+		return a.pass < b.pass
 	}
-	l.waitTail = w
+	return a.seq < b.seq
+}
+
+func (l *lane) waitSwap(i, j int) {
+	l.waitHeap[i], l.waitHeap[j] = l.waitHeap[j], l.waitHeap[i]
+	l.waitHeap[i].idx, l.waitHeap[j].idx = i, j
+}
+
+func (l *lane) waitUp(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !l.waitLess(i, p) {
+			return
+		}
+		l.waitSwap(i, p)
+		i = p
+	}
+}
+
+func (l *lane) waitDown(i int) {
+	n := len(l.waitHeap)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if c+1 < n && l.waitLess(c+1, c) {
+			c++
+		}
+		if !l.waitLess(c, i) {
+			return
+		}
+		l.waitSwap(i, c)
+		i = c
+	}
+}
+
+func (l *lane) pushWait(w *laneWait) {
+	w.idx = len(l.waitHeap)
+	l.waitHeap = append(l.waitHeap, w)
+	l.waitUp(w.idx)
 }
 
 func (l *lane) removeWait(w *laneWait) {
-	if w.prev == nil {
-		l.waitHead = w.next
-	} else {
-		w.prev.next = w.next
+	i, last := w.idx, len(l.waitHeap)-1
+	if i != last {
+		l.waitSwap(i, last)
 	}
-	if w.next == nil {
-		l.waitTail = w.prev
-	} else {
-		w.next.prev = w.prev
+	l.waitHeap[last] = nil
+	l.waitHeap = l.waitHeap[:last]
+	if i != last {
+		l.waitDown(i)
+		l.waitUp(i)
 	}
-	w.prev, w.next = nil, nil
+	w.idx = -1
 }
 
 // unparkOne takes a parked queue off its lane; it is left idle.
@@ -430,20 +476,21 @@ func (s *sched) unparkOne(dq *destQueue) {
 	}
 }
 
-// unpark gives each free slot of the lane to the tenant whose turn it is:
-// one of its parked queues goes back to its ring and the tenant goes to the
-// back of the lane's turn order.
+// unpark gives each free slot of the lane to the tenant whose turn it is
+// (the lowest pass on the lane): one of its parked queues goes back to its
+// ring, and its pass on the lane grows by its stride.
 func (s *sched) unpark(l *lane, now int64) {
 	if now < l.backoffUntil {
 		return
 	}
-	for free := l.limit - l.inflight; free > 0 && l.waitHead != nil; free-- {
-		w := l.waitHead
+	for free := l.limit - l.inflight; free > 0 && len(l.waitHeap) > 0; free-- {
+		w := l.waitHeap[0]
 		dq := w.head
+		l.vtime = w.pass
 		s.unparkOne(dq)
-		if l.waits[w.tenant] == w { // the tenant has more parked: next turn later
-			l.removeWait(w)
-			l.appendWait(w)
+		if l.waits[w.tenant] == w { // the tenant has more parked: its next turn by weight
+			w.pass += w.tenant.stride
+			l.waitDown(w.idx)
 		}
 		if dq.nready > 0 {
 			s.ringAdd(dq)
