@@ -769,7 +769,12 @@ func TestWeightedSharesOnASaturatedLane(t *testing.T) {
 	for name, w := range weights {
 		q.SetTenant(name, TenantConfig{Weight: w})
 		q.enqueueMany(name, dispatches*w/7+500, func(i int) string {
+			// w4 sends to one domain only (its queue parks and unparks
+			// all the time), the others to five.
 			dom := fmt.Sprintf("%s-d%d.example", name, i%5)
+			if name == "w4" {
+				dom = "w4-only.example"
+			}
 			q.SetSite(dom, "bigmail")
 			return fmt.Sprintf("u%d@%s", i, dom)
 		})

@@ -372,9 +372,13 @@ func (s *sched) park(dq *destQueue) {
 		if l.waits == nil {
 			l.waits = map[*tenantState]*laneWait{}
 		}
-		s.waitSeq++
-		w = &laneWait{tenant: dq.tenant, pass: l.vtime, seq: s.waitSeq}
+		w = &laneWait{tenant: dq.tenant, pass: l.vtime, idx: -1}
 		l.waits[dq.tenant] = w
+	}
+	if w.idx < 0 { // back in line: its pass kept, but no credit for the time away
+		w.pass = max(w.pass, l.vtime)
+		s.waitSeq++
+		w.seq = s.waitSeq
 		l.pushWait(w)
 	}
 	dq.state = dqParked
@@ -470,9 +474,11 @@ func (s *sched) unparkOne(dq *destQueue) {
 	dq.prev, dq.next = nil, nil
 	dq.state = dqIdle
 	l.nparked--
-	if w.head == nil {
+	if w.head == nil && w.idx >= 0 {
+		// Out of line, but its pass is kept (l.waits) until the lane is
+		// dropped: a tenant with one destination on the lane parks and
+		// unparks all the time, and must not start afresh each time.
 		l.removeWait(w)
-		delete(l.waits, dq.tenant)
 	}
 }
 
@@ -487,11 +493,11 @@ func (s *sched) unpark(l *lane, now int64) {
 		w := l.waitHeap[0]
 		dq := w.head
 		l.vtime = w.pass
-		s.unparkOne(dq)
-		if l.waits[w.tenant] == w { // the tenant has more parked: its next turn by weight
-			w.pass += w.tenant.stride
+		w.pass += w.tenant.stride
+		if w.head.next != nil { // more parked: its next turn by its new pass
 			l.waitDown(w.idx)
 		}
+		s.unparkOne(dq)
 		if dq.nready > 0 {
 			s.ringAdd(dq)
 		}
