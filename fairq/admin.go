@@ -128,10 +128,18 @@ func (q *Queue) Retry(id MsgID) error {
 	now := q.clock.Now().UnixNano()
 	q.mu.Lock()
 	for _, e := range entries {
-		if d, _, inHeap := q.findDelivery(e); inHeap {
+		d, _, inHeap := q.findDelivery(e)
+		if inHeap {
 			q.s.deliveryHeapRemove(d)
 			d.dq.ndeferred--
 			d.dq.tenant.deferred--
+		}
+		// The operator's retry overrides the destination's backoff too:
+		// otherwise the delivery, due now, would still wait on its lane.
+		if d != nil && now < d.dq.lane.backoffUntil {
+			q.s.clearLaneBackoff(d.dq.lane, now)
+		}
+		if inHeap {
 			q.s.addReady(d, now)
 		}
 	}

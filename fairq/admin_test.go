@@ -120,3 +120,20 @@ func TestDeleteFromMiddleOfQueue(t *testing.T) {
 		t.Fatalf("stats %+v", ts)
 	}
 }
+
+func TestRetryOverridesTheDestinationsBackoff(t *testing.T) {
+	q := openTest(t, nil)
+	id := q.enqueue("a", "x@wall.example")
+	l := q.mustNext()
+	q.LaneFailed(l.Pool, l.Site) // the site answered 421: its lane backs off
+	if err := q.Defer(l, "421 4.7.0 try later"); err != nil {
+		t.Fatal(err)
+	}
+	q.mustNothing()
+	if err := q.Retry(id); err != nil {
+		t.Fatal(err)
+	}
+	if l := q.mustNext(); l.ID != id {
+		t.Fatalf("got %s after retry", l.ID)
+	}
+}
