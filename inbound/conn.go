@@ -47,29 +47,5 @@ func (m *MX) refuseConn(c net.Conn, err error) {
 	r, reason := mxReply(err)
 	m.metrics.rejections.WithLabelValues(reason).Inc()
 	m.log.Info("refused", "reason", reason, "remote", conncap.RemoteIP(c).String(), "reply", replyCode(r))
-	select {
-	case m.refuseSlots <- struct{}{}:
-	default:
-		c.Close()
-		return
-	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		<-m.refuseSlots
-		c.Close()
-		return
-	}
-	m.refusing.Add(1)
-	m.mu.Unlock()
-	go func() {
-		defer m.refusing.Done()
-		defer func() { <-m.refuseSlots }()
-		defer c.Close()
-		defer m.recoverPanic("refuse connection")
-		if c.SetDeadline(time.Now().Add(refuseTimeout)) != nil {
-			return
-		}
-		io.WriteString(c, formatReplyLine(r, m.opts.Hostname))
-	}()
+	m.refuser.Refuse(c, func(c net.Conn) { io.WriteString(c, formatReplyLine(r, m.opts.Hostname)) })
 }

@@ -88,8 +88,7 @@ type MX struct {
 	closed    bool
 	listeners []net.Listener
 
-	refusing    sync.WaitGroup
-	refuseSlots chan struct{}
+	refuser *conncap.Refuser
 }
 
 // NewMX checks the options and makes the server.
@@ -132,7 +131,7 @@ func NewMX(o MXOptions) (*MX, error) {
 		}
 	}
 	m := &MX{opts: o, log: o.Logger.With("component", "inbound"), auth: &authChecker{res: o.Resolver},
-		conns: conncap.New(o.MaxConnsPerIP, o.MaxConns, "mx"), refuseSlots: make(chan struct{}, maxRefusing)}
+		conns: conncap.New(o.MaxConnsPerIP, o.MaxConns, "mx")}
 	var err error
 	if o.Reports != nil {
 		if m.reportAddr, err = tenant.NormalizeAddress(o.ReportAddress); err != nil {
@@ -147,6 +146,10 @@ func NewMX(o MXOptions) (*MX, error) {
 	if m.metrics, err = newMXMetrics(o.Registerer); err != nil {
 		return nil, err
 	}
+	m.refuser = conncap.NewRefuser(maxRefusing, refuseTimeout, func(v any) {
+		m.metrics.panics.Inc()
+		m.log.Error("panic", "where", "refuse connection", "panic", fmt.Sprint(v))
+	})
 	srv := smtp.NewServer(smtp.BackendFunc(m.newSession))
 	srv.Domain = o.Hostname
 	srv.TLSConfig = o.TLS
@@ -194,6 +197,7 @@ func (m *MX) isClosed() bool {
 }
 
 func (m *MX) markClosed() []net.Listener {
+	m.refuser.Stop() // connections over a cap are closed without a word from now on
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
@@ -212,28 +216,11 @@ func (m *MX) Shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		m.conns.CloseAll()
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer m.recoverPanic("shutdown wait")
-		m.refusing.Wait() // each refusal ends within refuseTimeout
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	m.refuser.Wait(ctx) // each refusal ends within refuseTimeout
 	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
-}
-
-// recoverPanic is deferred first in every goroutine inbound starts.
-func (m *MX) recoverPanic(where string) {
-	if r := recover(); r != nil {
-		m.metrics.panics.Inc()
-		m.log.Error("panic", "where", where, "panic", fmt.Sprint(r))
-	}
 }
 
 // smtpErrorLog takes go-smtp's ErrorLog lines into slog. go-smtp recovers

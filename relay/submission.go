@@ -114,8 +114,7 @@ type Submission struct {
 	closed    bool
 	listeners []net.Listener
 
-	refusing    sync.WaitGroup
-	refuseSlots chan struct{}
+	refuser *conncap.Refuser
 }
 
 // NewSubmission checks the options and makes the server.
@@ -160,12 +159,15 @@ func NewSubmission(o SubmissionOptions) (*Submission, error) {
 		return nil, err
 	}
 	s := &Submission{
-		opts:        o,
-		log:         o.Logger.With("component", "submission"),
-		metrics:     m,
-		conns:       conncap.New(o.MaxConnsPerIP, o.MaxConns, ""),
-		refuseSlots: make(chan struct{}, maxRefusing),
+		opts:    o,
+		log:     o.Logger.With("component", "submission"),
+		metrics: m,
+		conns:   conncap.New(o.MaxConnsPerIP, o.MaxConns, ""),
 	}
+	s.refuser = conncap.NewRefuser(maxRefusing, refuseTimeout, func(v any) {
+		m.panics.Inc()
+		s.log.Error("panic", "where", "refuse connection", "panic", fmt.Sprint(v))
+	})
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = o.Hostname
 	srv.TLSConfig = o.TLS
@@ -228,6 +230,7 @@ func (s *Submission) isClosed() bool {
 
 // markClosed refuses further Serve calls and returns the listeners served.
 func (s *Submission) markClosed() []net.Listener {
+	s.refuser.Stop() // connections over a cap are closed without a word from now on
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
@@ -261,28 +264,11 @@ func (s *Submission) Shutdown(ctx context.Context) error {
 	if ctx.Err() != nil {
 		s.conns.CloseAll()
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer s.recoverPanic("shutdown wait")
-		s.refusing.Wait() // each refusal ends within refuseTimeout
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	s.refuser.Wait(ctx) // each refusal ends within refuseTimeout
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
 	return err
-}
-
-// recoverPanic is deferred first in every goroutine submission starts.
-func (s *Submission) recoverPanic(where string) {
-	if r := recover(); r != nil {
-		s.metrics.panics.Inc()
-		s.log.Error("panic", "where", where, "panic", fmt.Sprint(r))
-	}
 }
 
 // newSession is go-smtp's Backend: called at the first EHLO/HELO, and again

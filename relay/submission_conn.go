@@ -52,30 +52,7 @@ func (s *Submission) refuseConn(c net.Conn, err error, implicitTLS bool) {
 	s.metrics.rejections.WithLabelValues("", reason).Inc()
 	s.log.Info("refused", "reason", reason, "remote", conncap.RemoteIP(c).String(),
 		"reply", strconv.Itoa(r.Code)+" "+strconv.Itoa(r.EnhancedCode[0])+"."+strconv.Itoa(r.EnhancedCode[1])+"."+strconv.Itoa(r.EnhancedCode[2]))
-	select {
-	case s.refuseSlots <- struct{}{}:
-	default:
-		c.Close()
-		return
-	}
-	// Added under s.mu, so that no refusal starts once Shutdown waits.
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.refuseSlots
-		c.Close()
-		return
-	}
-	s.refusing.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.refusing.Done()
-		defer func() { <-s.refuseSlots }()
-		defer c.Close()
-		defer s.recoverPanic("refuse connection")
-		if c.SetDeadline(time.Now().Add(refuseTimeout)) != nil {
-			return
-		}
+	s.refuser.Refuse(c, func(c net.Conn) {
 		w := c
 		if implicitTLS {
 			tc := tls.Server(c, s.opts.TLS)
@@ -86,5 +63,5 @@ func (s *Submission) refuseConn(c net.Conn, err error, implicitTLS bool) {
 			w = tc
 		}
 		io.WriteString(w, formatReplyLine(r, s.opts.Hostname))
-	}()
+	})
 }

@@ -1,10 +1,12 @@
 package conncap
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestClientKey(t *testing.T) {
@@ -68,5 +70,33 @@ func TestTrackerCaps(t *testing.T) {
 	tr.CloseAll()
 	if _, total := tr.Counts(netip.Addr{}); total != 0 {
 		t.Fatalf("%d live after CloseAll", total)
+	}
+}
+
+func TestRefuser(t *testing.T) {
+	r := NewRefuser(1, time.Second, nil)
+	a, b := net.Pipe()
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 64)
+		n, _ := b.Read(buf)
+		got <- string(buf[:n])
+	}()
+	r.Refuse(a, func(c net.Conn) { c.Write([]byte("421 busy\r\n")) })
+	if s := <-got; s != "421 busy\r\n" {
+		t.Fatalf("refused with %q", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.Wait(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("refusal did not end")
+	}
+	// Once stopped, a connection is closed without a word.
+	c, d := net.Pipe()
+	wrote := false
+	r.Refuse(c, func(net.Conn) { wrote = true })
+	if _, err := d.Read(make([]byte, 1)); err == nil || wrote {
+		t.Fatalf("a stopped refuser answered (err %v, wrote %v)", err, wrote)
 	}
 }
