@@ -18,8 +18,11 @@
 //     that queue (O(1)). A destination whose lane (source pool, destination
 //     site) is in backoff or at its concurrency limit is parked on the lane and
 //     leaves the tenant's ring; it comes back when the lane frees a slot or its
-//     backoff ends. Nothing waits on a blocked lane, so one tenant's backlog or
-//     one receiver's 4xx wall never delays another tenant.
+//     backoff ends. A freed slot goes to the parked tenant with the lowest
+//     pass on that lane (stride scheduling again, O(log tenants)), so a
+//     receiver's slots are shared by weight too. Nothing waits on a blocked
+//     lane, so one tenant's backlog or one receiver's 4xx wall never delays
+//     another tenant.
 //  4. Before a lease is returned its attempt is recorded (attempts+1 and the
 //     next retry time written to the record), so a crash during delivery never
 //     turns into an immediate retry loop.
