@@ -42,3 +42,16 @@ func TestQuarantineRuleValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestEditTenantRefusalWritesNothing(t *testing.T) {
+	d := openTestDir(t)
+	d.must(d.AddTenant("a", Policy{Weight: 3}))
+	refused := errors.New("no")
+	if err := d.EditTenant("a", func(p *Policy) error { p.Weight = 9; return refused }); !errors.Is(err, refused) {
+		t.Fatalf("EditTenant: %v", err)
+	}
+	d.reopen()
+	if p, _ := d.TenantPolicy("a"); p.Weight != 3 {
+		t.Fatalf("weight %d after a refused edit, want 3", p.Weight)
+	}
+}

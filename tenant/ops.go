@@ -85,6 +85,12 @@ func (d *Directory) checkNetworksFree(tenant string, nets []netip.Prefix) error 
 
 // UpdateTenant changes a tenant's policy with edit, atomically.
 func (d *Directory) UpdateTenant(name string, edit func(p *Policy)) error {
+	return d.EditTenant(name, func(p *Policy) error { edit(p); return nil })
+}
+
+// EditTenant is UpdateTenant with an edit that may refuse: its error
+// aborts the change, and nothing is written.
+func (d *Directory) EditTenant(name string, edit func(p *Policy) error) error {
 	return d.update(func(tx *txn) error {
 		old := d.st.tenants[name]
 		if old == nil {
@@ -93,7 +99,9 @@ func (d *Directory) UpdateTenant(name string, edit func(p *Policy)) error {
 		t := *old
 		t.Policy.Networks = slices.Clone(old.Policy.Networks)
 		t.Policy.Quarantine = slices.Clone(old.Policy.Quarantine)
-		edit(&t.Policy)
+		if err := edit(&t.Policy); err != nil {
+			return err
+		}
 		if err := d.validPolicy(name, &t.Policy); err != nil {
 			return err
 		}
@@ -469,29 +477,26 @@ func (d *Directory) Domains(tenant string) []Domain {
 
 // Mailboxes lists the mailboxes of a domain (hashes left out).
 func (d *Directory) Mailboxes(domain string) ([]Mailbox, error) {
-	name, err := NormalizeDomain(domain)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.st.domains[name] == nil {
-		return nil, fmt.Errorf("domain %s: %w", name, ErrNotFound)
-	}
-	var out []Mailbox
-	for addr, m := range d.st.mailboxes {
-		if domainOf(addr) == name {
-			c := *m
-			c.Hash = ""
-			out = append(out, c)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
-	return out, nil
+	return domainEntries(d, domain, func(st *state) map[string]*Mailbox { return st.mailboxes }, func(m *Mailbox) Mailbox {
+		c := *m
+		c.Hash = ""
+		return c
+	}, func(m Mailbox) string { return m.Address })
 }
 
 // Aliases lists the aliases of a domain.
 func (d *Directory) Aliases(domain string) ([]Alias, error) {
+	return domainEntries(d, domain, func(st *state) map[string]*Alias { return st.aliases }, func(a *Alias) Alias {
+		c := *a
+		c.Targets = slices.Clone(a.Targets)
+		return c
+	}, func(a Alias) string { return a.Address })
+}
+
+// domainEntries lists the entries of one of the state's maps (chosen by
+// table, read under d.mu) whose address is in domain, as copies, sorted by
+// address.
+func domainEntries[T any](d *Directory, domain string, table func(*state) map[string]*T, copyOf func(*T) T, addr func(T) string) ([]T, error) {
 	name, err := NormalizeDomain(domain)
 	if err != nil {
 		return nil, err
@@ -501,14 +506,12 @@ func (d *Directory) Aliases(domain string) ([]Alias, error) {
 	if d.st.domains[name] == nil {
 		return nil, fmt.Errorf("domain %s: %w", name, ErrNotFound)
 	}
-	var out []Alias
-	for addr, a := range d.st.aliases {
-		if domainOf(addr) == name {
-			c := *a
-			c.Targets = slices.Clone(a.Targets)
-			out = append(out, c)
+	var out []T
+	for a, e := range table(&d.st) {
+		if domainOf(a) == name {
+			out = append(out, copyOf(e))
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	sort.Slice(out, func(i, j int) bool { return addr(out[i]) < addr(out[j]) })
 	return out, nil
 }

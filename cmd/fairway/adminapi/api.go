@@ -94,6 +94,7 @@ const (
 type Directory interface {
 	AddTenant(name string, p tenant.Policy) error
 	UpdateTenant(name string, edit func(p *tenant.Policy)) error
+	EditTenant(name string, edit func(p *tenant.Policy) error) error
 	SuspendTenant(name string) error
 	ResumeTenant(name string) error
 	RemoveTenant(name string) error
@@ -412,21 +413,17 @@ func (a *API) addRule(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	name := r.PathValue("name")
-	var posErr error
-	err := a.dir.UpdateTenant(name, func(p *tenant.Policy) {
+	err := a.dir.EditTenant(name, func(p *tenant.Policy) error {
 		at := len(p.Quarantine)
 		if req.Position != 0 {
 			if req.Position < 1 || req.Position > len(p.Quarantine)+1 {
-				posErr = fmt.Errorf("%w: position %d: want 1 to %d", tenant.ErrInvalid, req.Position, len(p.Quarantine)+1)
-				return
+				return fmt.Errorf("%w: position %d: want 1 to %d", tenant.ErrInvalid, req.Position, len(p.Quarantine)+1)
 			}
 			at = req.Position - 1
 		}
 		p.Quarantine = slices.Insert(p.Quarantine, at, req.Rule)
+		return nil
 	})
-	if posErr != nil {
-		return 0, nil, posErr
-	}
 	if err != nil {
 		return 0, nil, err
 	}
@@ -441,17 +438,13 @@ func (a *API) removeRule(r *http.Request) (int, any, error) {
 	if err != nil || n < 1 {
 		return 0, nil, fmt.Errorf("%w: rule number %q: want a number from 1 (as rule list numbers them)", tenant.ErrInvalid, r.PathValue("n"))
 	}
-	var nErr error
-	err = a.dir.UpdateTenant(name, func(p *tenant.Policy) {
+	err = a.dir.EditTenant(name, func(p *tenant.Policy) error {
 		if n > len(p.Quarantine) {
-			nErr = fmt.Errorf("tenant %s has %d rules, no rule %d: %w", name, len(p.Quarantine), n, tenant.ErrNotFound)
-			return
+			return fmt.Errorf("tenant %s has %d rules, no rule %d: %w", name, len(p.Quarantine), n, tenant.ErrNotFound)
 		}
 		p.Quarantine = slices.Delete(p.Quarantine, n-1, n)
+		return nil
 	})
-	if nErr != nil {
-		return 0, nil, nErr
-	}
 	if err != nil {
 		return 0, nil, err
 	}
