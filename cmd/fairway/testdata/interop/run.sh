@@ -411,7 +411,8 @@ check "mbsync: syncs the INBOX and sees the message and its flag" mbsync_sync
 # ---- a tenant leaves as one tar that GNU tar reads ----
 export_tar() {
   "${FW[@]}" tenant export acme -o "$WORK/acme.tar" || return 1
-  tar -tf "$WORK/acme.tar" | tee "$WORK/acme.list" | head -20
+  tar -tf "$WORK/acme.tar" >"$WORK/acme.list" || return 1
+  head -20 "$WORK/acme.list"
   grep -qx 'fairway-tenant.json' "$WORK/acme.list" && grep -q '^mail/acme.example/user/cur/' "$WORK/acme.list"
 }
 check "tar: fairway tenant export writes the directory entries and the Maildirs" export_tar
